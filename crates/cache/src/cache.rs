@@ -1,0 +1,636 @@
+//! [`Cache`]: the public API (SPEC 1.1) and the fail-open policy around the store.
+//!
+//! Every Redis call goes through [`Inner::redis_call`]: skipped while the
+//! circuit breaker is open, bounded by a timeout otherwise, and counted. A
+//! read that fails is a miss; a write that fails is skipped; an invalidation
+//! that fails is journaled and trips the breaker, so that no read reaches
+//! Redis again before the journal has been applied there.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
+
+use crate::breaker::Breaker;
+use crate::codec::{self, Encoded};
+use crate::config::{Backend, CacheConfig};
+use crate::error::{ConfigError, StoreError};
+use crate::flight::{self, Flights, Role};
+use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
+use crate::maintenance;
+use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
+use crate::store::{Lookup, Store, Versions};
+
+/// Options of [`Cache::set`]: TTL (default from the config) and tags.
+#[derive(Debug, Clone, Default)]
+pub struct SetOptions {
+    pub ttl: Option<Duration>,
+    pub tags: Vec<String>,
+}
+
+impl SetOptions {
+    pub fn ttl(ttl: Duration) -> Self {
+        SetOptions {
+            ttl: Some(ttl),
+            tags: Vec::new(),
+        }
+    }
+
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// A cache-aside store with tags, on Redis or in process. Cheap to clone:
+/// clones share everything.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: CacheConfig,
+    pub store: Store,
+    pub counters: Counters,
+    pub breaker: Breaker,
+    pub journal: Arc<dyn Journal>,
+    flights: Flights,
+    /// Bumped by every invalidation in this process; see `flight.rs`.
+    epoch: AtomicU64,
+    /// Wakes the maintenance task when the breaker trips.
+    pub wake: Arc<Notify>,
+}
+
+impl Cache {
+    /// A cache with an in-memory journal. Must be called within a Tokio
+    /// runtime: with Redis, a maintenance task probes, applies the journal
+    /// and reclaims memory in the background.
+    pub fn new(config: CacheConfig) -> Result<Cache, ConfigError> {
+        Self::with_journal(config, Arc::new(MemoryJournal::new()))
+    }
+
+    /// A cache whose pending invalidations go to `journal`, which other
+    /// caches (other processes, with a durable journal) may share.
+    pub fn with_journal(
+        config: CacheConfig,
+        journal: Arc<dyn Journal>,
+    ) -> Result<Cache, ConfigError> {
+        if config.prefix.is_empty() || config.prefix.contains(['*', '?', '[', ']']) {
+            return Err(ConfigError::Prefix(config.prefix.clone()));
+        }
+        let store = match &config.backend {
+            Backend::Embedded => Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
+            Backend::Redis { url } => {
+                Store::Redis(RedisStore::new(url, &config.prefix, config.connect_timeout)?)
+            }
+        };
+        let inner = Arc::new(Inner {
+            counters: Counters::new(&config.stat_groups),
+            breaker: Breaker::new(config.breaker_threshold),
+            journal,
+            flights: Flights::default(),
+            epoch: AtomicU64::new(0),
+            wake: Arc::new(Notify::new()),
+            store,
+            config,
+        });
+        if matches!(inner.store, Store::Redis(_)) {
+            maintenance::spawn(&inner);
+        }
+        Ok(Cache { inner })
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.inner.config
+    }
+
+    /// `redis` or `embedded`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.store {
+            Store::Embedded(_) => "embedded",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// True while Redis is being skipped (breaker open): the cache answers
+    /// misses and the caller's loaders carry the load.
+    pub fn is_degraded(&self) -> bool {
+        self.inner.breaker.is_open()
+    }
+
+    /// Asks Redis for a PONG within the call timeout (always true when embedded).
+    pub async fn ping(&self) -> bool {
+        match &self.inner.store {
+            Store::Embedded(_) => true,
+            Store::Redis(redis) => {
+                tokio::time::timeout(self.inner.config.op_timeout, redis.ping())
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+        }
+    }
+
+    /// The value under `key`, or `None` (absent, expired, invalidated, or the
+    /// store unreachable).
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let encoded = self.inner.fetch(key).await?;
+        decode_or_warn(key, &encoded)
+    }
+
+    /// The JSON stored under `key`, as bytes: for callers that pass cached
+    /// JSON on without deserializing it.
+    pub async fn get_json(&self, key: &str) -> Option<Bytes> {
+        let encoded = self.inner.fetch(key).await?;
+        match codec::decode_json(&encoded) {
+            Ok(json) => Some(match json {
+                std::borrow::Cow::Borrowed(_) => encoded.slice(1..),
+                std::borrow::Cow::Owned(json) => Bytes::from(json),
+            }),
+            Err(e) => {
+                warn!(key, error = %e, "cached value unreadable: treated as a miss");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key`. Returns whether it was stored (false when
+    /// the store is unreachable or the value cannot be serialized).
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, options: SetOptions) -> bool {
+        let Some(encoded) = self.inner.encode(key, value) else {
+            return false;
+        };
+        let ttl = options.ttl.unwrap_or(self.inner.config.default_ttl);
+        self.inner
+            .store_encoded(key, &encoded, ttl, &options.tags, None)
+            .await
+    }
+
+    pub async fn delete(&self, key: &str) -> bool {
+        self.delete_many(&[key]).await > 0
+    }
+
+    pub async fn delete_many<S: AsRef<str>>(&self, keys: &[S]) -> u64 {
+        let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_string()).collect();
+        let deleted = self
+            .inner
+            .invalidate(PendingInvalidation::Keys { keys })
+            .await;
+        Counters::add(&self.inner.counters.deletes, deleted);
+        deleted
+    }
+
+    /// Cache-or-load: the cached value if there is one, otherwise the
+    /// loader's, stored under `tags` for `ttl`.
+    ///
+    /// - Concurrent calls on one missing key in this process run the loader
+    ///   once; the others get its value.
+    /// - If one of `tags` is invalidated while the loader runs, the result is
+    ///   returned to the callers but not stored (it may be stale).
+    /// - The loader's error is returned as is; the cache never adds one of
+    ///   its own (with the store unreachable, every call runs the loader).
+    ///   Callers waiting on a loader that failed try again themselves.
+    pub async fn remember<T, E, F, Fut, S>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[S],
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        S: AsRef<str>,
+    {
+        let inner = &self.inner;
+        if let Some(value) = inner.fetch(key).await.and_then(|e| decode_or_warn(key, &e)) {
+            return Ok(value);
+        }
+        let leader = loop {
+            match inner.flights.join(key, inner.epoch.load(Ordering::Acquire)) {
+                Role::Leader(guard) => break guard,
+                Role::Waiter(rx) => {
+                    if let Some(value) = flight::wait(rx).await.and_then(|e| decode_or_warn(key, &e)) {
+                        return Ok(value);
+                    }
+                }
+            }
+        };
+
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        // Another caller may have stored the value since our first look; and
+        // on a miss this takes the tags' versions before the loader runs.
+        let versions = match inner.lookup(key, &tags, ttl).await {
+            Some(Lookup::Hit(encoded)) => {
+                if let Some(value) = decode_or_warn(key, &encoded) {
+                    leader.complete(encoded);
+                    return Ok(value);
+                }
+                None
+            }
+            Some(Lookup::Miss(versions)) => Some(versions),
+            None => None,
+        };
+
+        Counters::add(&inner.counters.loader_runs, 1);
+        let value = loader().await?;
+        if let Some(encoded) = inner.encode(key, &value) {
+            if let Some(versions) = versions {
+                inner
+                    .store_encoded(key, &encoded, ttl, &tags, Some(versions))
+                    .await;
+            }
+            leader.complete(encoded.bytes);
+        }
+        Ok(value)
+    }
+
+    pub async fn invalidate_by_tag(&self, tag: &str) -> u64 {
+        self.invalidate_by_tags(&[tag]).await
+    }
+
+    /// Makes every entry stored under any of `tags` unreadable, in O(1)
+    /// round trips whatever their number. Returns how many entries were
+    /// recorded under the tags: an upper bound, as it counts entries that
+    /// may since have expired or been overwritten. With Redis unreachable,
+    /// the invalidation is journaled and 0 is returned.
+    pub async fn invalidate_by_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        let n = self
+            .inner
+            .invalidate(PendingInvalidation::Tags { tags: tags.clone() })
+            .await;
+        Counters::add(&self.inner.counters.invalidations, 1);
+        match tags.as_slice() {
+            [tag] => info!("Invalidated {n} cache entries for tag: {tag}"),
+            _ => info!("Invalidated {n} cache entries for tags: {}", tags.join(", ")),
+        }
+        n
+    }
+
+    /// Deletes the entries whose keys match the Redis-style `glob`, only
+    /// under this cache's prefix. Returns how many were deleted.
+    pub async fn clear_pattern(&self, glob: &str) -> u64 {
+        self.inner
+            .invalidate(PendingInvalidation::Pattern {
+                pattern: glob.to_string(),
+            })
+            .await
+    }
+
+    /// Deletes everything under this cache's prefix (never FLUSHDB).
+    pub async fn flush_all(&self) -> u64 {
+        self.inner.invalidate(PendingInvalidation::FlushAll).await
+    }
+
+    /// Pre-populates many entries at once: one pipeline, not one round trip
+    /// per entry. Returns how many were stored.
+    pub async fn warm<T, I>(&self, entries: I) -> u64
+    where
+        T: Serialize,
+        I: IntoIterator<Item = (String, T, SetOptions)>,
+    {
+        let inner = &self.inner;
+        let mut batch = Vec::new();
+        for (key, value, options) in entries {
+            if let Some(encoded) = inner.encode(&key, &value) {
+                let ttl = options.ttl.unwrap_or(inner.config.default_ttl);
+                batch.push((key, encoded, ttl, options.tags));
+            }
+        }
+        let stored = match &inner.store {
+            Store::Embedded(store) => {
+                let mut stored = 0;
+                for (key, encoded, ttl, tags) in batch {
+                    stored += u64::from(store.set(&key, encoded.bytes, ttl, &tags, None).await);
+                }
+                stored
+            }
+            Store::Redis(store) => {
+                let entries: Vec<_> = batch
+                    .into_iter()
+                    .map(|(key, encoded, ttl, tags)| (key, encoded.bytes, ttl, tags))
+                    .collect();
+                // A pipeline of many entries gets a budget in proportion.
+                let budget = inner.config.op_timeout * (1 + entries.len() as u32 / 500);
+                inner
+                    .redis_call(budget, store.set_many(&entries))
+                    .await
+                    .unwrap_or(0)
+            }
+        };
+        Counters::add(&inner.counters.sets, stored);
+        stored
+    }
+
+    /// Applies the pending-invalidation journal now (the maintenance task
+    /// also does so at every `journal_interval`). Returns false if some
+    /// entries could not be applied yet.
+    pub async fn apply_journal(&self) -> bool {
+        self.inner.apply_journal().await
+    }
+
+    pub async fn stats(&self) -> CacheStats {
+        let inner = &self.inner;
+        let (figures, circuit) = match &inner.store {
+            Store::Embedded(store) => {
+                let figures = ServerFigures {
+                    memory_used: human_bytes(store.weighted_size().await),
+                    evicted_keys: 0,
+                    key_count: store.entry_count().await,
+                };
+                (figures, "none")
+            }
+            Store::Redis(store) => {
+                let circuit = if inner.breaker.is_open() { "open" } else { "closed" };
+                // Counting keys SCANs the keyspace: give it more than one call's budget.
+                let budget = inner.config.op_timeout * 8;
+                let figures = match inner.redis_call(budget, store.info()).await {
+                    Ok(info) => ServerFigures {
+                        memory_used: info.used_memory_human,
+                        evicted_keys: info.evicted_keys,
+                        key_count: info.key_count,
+                    },
+                    Err(_) => ServerFigures {
+                        memory_used: "unavailable".to_string(),
+                        ..ServerFigures::default()
+                    },
+                };
+                (figures, circuit)
+            }
+        };
+        inner
+            .counters
+            .snapshot(figures, circuit, self.backend_name())
+    }
+}
+
+impl Inner {
+    /// Runs one Redis call under the fail-open policy.
+    pub(crate) async fn redis_call<T>(
+        &self,
+        budget: Duration,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.breaker.is_open() {
+            Counters::add(&self.counters.skipped, 1);
+            return Err(StoreError::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(budget, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout),
+        };
+        match &result {
+            Ok(_) => self.breaker.record_success(),
+            // Undecodable data is not a sign that Redis is unwell.
+            Err(StoreError::Codec(e)) => {
+                Counters::add(&self.counters.errors, 1);
+                warn!(error = %e, "unreadable cache entry: treated as a miss");
+            }
+            Err(e) => {
+                Counters::add(&self.counters.errors, 1);
+                debug!(error = %e, "redis call failed");
+                if self.breaker.record_failure() {
+                    error!("Redis connection error: {e}; skipping Redis until it answers again");
+                    self.wake.notify_one();
+                }
+            }
+        }
+        result
+    }
+
+    fn op_timeout(&self) -> Duration {
+        self.config.op_timeout
+    }
+
+    /// The encoded value under `key`, counting the hit or miss.
+    async fn fetch(&self, key: &str) -> Option<Bytes> {
+        if !valid_key(key) {
+            return None;
+        }
+        let found = match &self.store {
+            Store::Embedded(store) => store.get(key).await.map(|v| (v, Tier::L1)),
+            Store::Redis(store) => self
+                .redis_call(self.op_timeout(), store.get(key))
+                .await
+                .ok()
+                .flatten()
+                .map(|v| (v, Tier::L2)),
+        };
+        match found {
+            Some((value, tier)) => {
+                self.counters.hit(key, tier);
+                Some(value)
+            }
+            None => {
+                self.counters.miss(key);
+                None
+            }
+        }
+    }
+
+    /// `remember`'s second look; `None` when the store is unreachable.
+    async fn lookup(&self, key: &str, tags: &[String], ttl: Duration) -> Option<Lookup> {
+        if !valid_key(key) {
+            return None;
+        }
+        match &self.store {
+            Store::Embedded(store) => Some(store.lookup(key, tags).await),
+            Store::Redis(store) => self
+                .redis_call(self.op_timeout(), store.lookup(key, tags, ttl))
+                .await
+                .ok(),
+        }
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Option<Encoded> {
+        match codec::encode(value, self.config.compression_threshold) {
+            Ok(encoded) => Some(encoded),
+            Err(e) => {
+                error!(key, error = %e, "value not cached");
+                None
+            }
+        }
+    }
+
+    async fn store_encoded(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+        ttl: Duration,
+        tags: &[String],
+        expected: Option<Versions>,
+    ) -> bool {
+        if !valid_key(key) {
+            warn!(key, "cache keys may not be empty or begin with '~': not stored");
+            return false;
+        }
+        let stored = match (&self.store, expected) {
+            (Store::Embedded(store), Some(Versions::Embedded(seen))) => {
+                store.set(key, encoded.bytes.clone(), ttl, tags, Some(seen)).await
+            }
+            (Store::Embedded(store), _) => {
+                store.set(key, encoded.bytes.clone(), ttl, tags, None).await
+            }
+            (Store::Redis(store), expected) => {
+                let expected = match &expected {
+                    Some(Versions::Redis(v)) => Some(v.as_slice()),
+                    _ => None,
+                };
+                self.redis_call(
+                    self.op_timeout(),
+                    store.set(key, &encoded.bytes, ttl, tags, expected),
+                )
+                .await
+                .unwrap_or(false)
+            }
+        };
+        if stored {
+            Counters::add(&self.counters.sets, 1);
+            Counters::add(&self.counters.compression_saved, encoded.saved);
+        }
+        stored
+    }
+
+    /// Applies an invalidation, or journals it if Redis cannot take it now.
+    async fn invalidate(&self, op: PendingInvalidation) -> u64 {
+        // Before the store changes: a `remember` that starts after this call
+        // returns must not join a flight whose loader started before it.
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match &self.store {
+            Store::Embedded(_) => self.apply(&op).await.unwrap_or(0),
+            Store::Redis(_) => {
+                let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
+                match attempt {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.journal(op, &e).await;
+                        0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Performs an invalidation on the store, without the fail-open policy.
+    pub(crate) async fn apply(&self, op: &PendingInvalidation) -> Result<u64, StoreError> {
+        match &self.store {
+            Store::Embedded(store) => Ok(match op {
+                PendingInvalidation::Tags { tags } => store.invalidate_tags(tags),
+                PendingInvalidation::Keys { keys } => store.delete_many(keys).await,
+                PendingInvalidation::Pattern { pattern } => match redis_glob(pattern) {
+                    Some(glob) => store.clear_pattern(&glob).await,
+                    None => 0,
+                },
+                PendingInvalidation::FlushAll => store.flush_all().await,
+            }),
+            Store::Redis(store) => match op {
+                PendingInvalidation::Tags { tags } => store.invalidate_tags(tags).await,
+                PendingInvalidation::Keys { keys } => store.delete_many(keys).await,
+                PendingInvalidation::Pattern { pattern } => store.clear_pattern(pattern).await,
+                PendingInvalidation::FlushAll => store.clear_pattern("*").await,
+            },
+        }
+    }
+
+    /// Records an invalidation that could not reach Redis, then keeps reads
+    /// away from Redis until the journal has been applied there.
+    async fn journal(&self, op: PendingInvalidation, cause: &StoreError) {
+        warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
+        if let Err(e) = self.journal.record(op).await {
+            error!(error = %e, "could not journal an invalidation; cached entries may be stale until they expire");
+        }
+        Counters::add(&self.counters.journaled, 1);
+        if self.breaker.trip() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Applies and removes pending invalidations; false if some remain.
+    pub(crate) async fn apply_journal(&self) -> bool {
+        let pending = match self.journal.pending().await {
+            Ok(pending) => pending,
+            Err(e) => {
+                warn!(error = %e, "could not read the invalidation journal");
+                return false;
+            }
+        };
+        if pending.is_empty() {
+            return true;
+        }
+        let mut applied = Vec::with_capacity(pending.len());
+        let mut complete = true;
+        for entry in &pending {
+            match tokio::time::timeout(self.op_timeout() * 4, self.apply(&entry.op)).await {
+                Ok(Ok(_)) => applied.push(entry.id),
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let count = applied.len();
+        if !applied.is_empty()
+            && let Err(e) = self.journal.remove(applied).await
+        {
+            warn!(error = %e, "could not remove applied entries from the invalidation journal");
+        }
+        if count > 0 {
+            info!("Applied {count} pending invalidations from the journal");
+        }
+        complete
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.starts_with('~')
+}
+
+fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> Option<T> {
+    match codec::decode(encoded) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            warn!(key, error = %e, "cached value unreadable: treated as a miss");
+            None
+        }
+    }
+}
+
+/// Redis-style glob (`*`, `?`, `[...]`) for the embedded store.
+fn redis_glob(pattern: &str) -> Option<globset::GlobMatcher> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .inspect_err(|e| warn!(pattern, error = %e, "invalid pattern"))
+        .ok()
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
+}

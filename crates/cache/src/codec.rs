@@ -1,0 +1,165 @@
+//! How values are turned into bytes and back.
+//!
+//! A value is stored as its JSON, compressed with LZ4 when the JSON is larger
+//! than the configured threshold (and compression actually shrinks it). The
+//! first byte says which, so readers never guess.
+//!
+//! In Redis an entry is an *envelope*: a short header naming the versions of
+//! the entry's tags at the time it was written, then the value. The header is
+//! written by the `set` script from the versions it reads inside Redis, and
+//! checked by the `get` script before the value is returned (see
+//! `store/redis/scripts/`). Its layout, chosen so that Lua can parse it with
+//! `string.find` and `string.sub`:
+//!
+//! ```text
+//! '1'                      envelope format version
+//! <n> '\n'                 number of tags, decimal
+//! n × ( <len> '\n' <tag> <version: 16 hex digits> )
+//! <value>                  flag byte + JSON or LZ4 bytes
+//! ```
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::CodecError;
+
+const PLAIN: u8 = b'j';
+const LZ4: u8 = b'z';
+
+/// A value ready to be stored: a flag byte then the JSON, possibly compressed.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub bytes: Bytes,
+    /// Bytes that compression saved (0 when stored plain).
+    pub saved: u64,
+}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    compression_threshold: usize,
+) -> Result<Encoded, CodecError> {
+    let json = serde_json::to_vec(value).map_err(CodecError::Serialize)?;
+    Ok(encode_json(&json, compression_threshold))
+}
+
+pub(crate) fn encode_json(json: &[u8], compression_threshold: usize) -> Encoded {
+    if json.len() > compression_threshold {
+        let compressed = lz4_flex::compress_prepend_size(json);
+        if compressed.len() + 1 < json.len() + 1 {
+            let mut out = Vec::with_capacity(compressed.len() + 1);
+            out.push(LZ4);
+            out.extend_from_slice(&compressed);
+            let saved = (json.len() - compressed.len()) as u64;
+            return Encoded {
+                bytes: out.into(),
+                saved,
+            };
+        }
+    }
+    let mut out = Vec::with_capacity(json.len() + 1);
+    out.push(PLAIN);
+    out.extend_from_slice(json);
+    Encoded {
+        bytes: out.into(),
+        saved: 0,
+    }
+}
+
+/// The JSON of an encoded value, decompressed if it was stored compressed.
+pub(crate) fn decode_json(encoded: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CodecError> {
+    match encoded.split_first() {
+        Some((&PLAIN, json)) => Ok(std::borrow::Cow::Borrowed(json)),
+        Some((&LZ4, compressed)) => lz4_flex::decompress_size_prepended(compressed)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| CodecError::Corrupt(format!("lz4: {e}"))),
+        Some((flag, _)) => Err(CodecError::Corrupt(format!("unknown value flag {flag}"))),
+        None => Err(CodecError::Corrupt("empty value".into())),
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(encoded: &[u8]) -> Result<T, CodecError> {
+    let json = decode_json(encoded)?;
+    serde_json::from_slice(&json).map_err(CodecError::Deserialize)
+}
+
+/// A new random tag version, as the 16 hex digits stored in Redis.
+///
+/// Versions are random rather than counters or clocks: a marker that was
+/// deleted (invalidated) or evicted and then created again can never come
+/// back with a version an old entry recorded, and no clock skew matters.
+pub(crate) fn new_version() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Splits an envelope read from Redis into its value, skipping the header.
+pub(crate) fn envelope_value(envelope: Bytes) -> Result<Bytes, CodecError> {
+    let corrupt = |why: &str| CodecError::Corrupt(format!("envelope: {why}"));
+    let data = &envelope[..];
+    if data.first() != Some(&b'1') {
+        return Err(corrupt("unknown format"));
+    }
+    let mut pos = 1;
+    let (count, next) = read_decimal(data, pos).ok_or_else(|| corrupt("tag count"))?;
+    pos = next;
+    for _ in 0..count {
+        let (len, next) = read_decimal(data, pos).ok_or_else(|| corrupt("tag length"))?;
+        pos = next + len + 16;
+    }
+    if pos >= data.len() {
+        return Err(corrupt("truncated"));
+    }
+    Ok(envelope.slice(pos..))
+}
+
+/// Parses `<digits>\n` at `pos`; returns the number and the position after the newline.
+fn read_decimal(data: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = data.get(pos..)?;
+    let end = rest.iter().position(|&b| b == b'\n')?;
+    let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((n, pos + end + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_values_stay_plain_and_large_ones_shrink() {
+        let small = encode(&"hi", 1024).unwrap();
+        assert_eq!(small.bytes[0], PLAIN);
+        assert_eq!(small.saved, 0);
+
+        let big = "a".repeat(10_000);
+        let encoded = encode(&big, 1024).unwrap();
+        assert_eq!(encoded.bytes[0], LZ4);
+        assert!(encoded.saved > 9_000);
+        assert_eq!(decode::<String>(&encoded.bytes).unwrap(), big);
+    }
+
+    #[test]
+    fn incompressible_values_are_stored_plain() {
+        let noise: Vec<u64> = (0..500).map(|_| rand::random()).collect();
+        let encoded = encode(&noise, 16).unwrap();
+        assert_eq!(decode::<Vec<u64>>(&encoded.bytes).unwrap(), noise);
+    }
+
+    #[test]
+    fn envelope_header_is_skipped() {
+        let value = encode(&vec![1, 2, 3], 1024).unwrap().bytes;
+        let mut env = b"12\n5\nguild0123456789abcdef3\nabcfedcba9876543210".to_vec();
+        env.extend_from_slice(&value);
+        let got = envelope_value(Bytes::from(env)).unwrap();
+        assert_eq!(decode::<Vec<i32>>(&got).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn corrupt_envelopes_are_errors_not_panics() {
+        for bad in [&b""[..], b"2", b"1x\n", b"1\n", b"13\n", b"11\n99\nab"] {
+            assert!(envelope_value(Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
+        }
+        assert!(decode::<i32>(b"").is_err());
+        assert!(decode::<i32>(b"q12").is_err());
+        assert!(decode::<i32>(b"z\x01").is_err());
+    }
+}

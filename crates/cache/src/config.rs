@@ -1,0 +1,80 @@
+//! Settings of a [`Cache`](crate::Cache). Every duration is configuration so
+//! that tests can run outages and TTLs in seconds.
+
+use std::time::Duration;
+
+/// Where entries live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// An in-process store bounded in bytes: no set-up, one process.
+    Embedded,
+    /// A standalone Redis: `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
+    Redis { url: String },
+}
+
+/// How a [`Cache`](crate::Cache) behaves. `CacheConfig::default()` is the
+/// embedded store with the defaults of SPEC 1.1.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub backend: Backend,
+    /// Every key, and the bookkeeping of tags, lives under this prefix.
+    pub prefix: String,
+    /// TTL of `set` when none is given.
+    pub default_ttl: Duration,
+    /// Values whose JSON is larger than this many bytes are stored compressed.
+    pub compression_threshold: usize,
+    /// Bound of the embedded store, in bytes of keys and values.
+    pub embedded_max_bytes: u64,
+    /// Budget of one Redis call; past it the call counts as failed.
+    pub op_timeout: Duration,
+    /// Budget of establishing a Redis connection.
+    pub connect_timeout: Duration,
+    /// Consecutive failed Redis calls that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker skips Redis before probing it again.
+    pub breaker_cooldown: Duration,
+    /// How often the pending-invalidation journal is checked, and how long
+    /// an instance that never lost Redis may serve a value whose invalidation
+    /// another instance could only journal.
+    pub journal_interval: Duration,
+    /// Stale entries under an invalidated tag are deleted in batches of this
+    /// many keys, so that reclaiming memory never stalls Redis.
+    pub sweep_batch: usize,
+    /// Key prefixes (after `prefix`) whose hits and misses are counted
+    /// separately in [`CacheStats::by_type`](crate::CacheStats), e.g.
+    /// `analytics:ghosts`.
+    pub stat_groups: Vec<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            backend: Backend::Embedded,
+            prefix: "spywatcher:".to_string(),
+            default_ttl: Duration::from_secs(300),
+            compression_threshold: 1024,
+            embedded_max_bytes: 64 * 1024 * 1024,
+            op_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_millis(500),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(1),
+            journal_interval: Duration::from_secs(1),
+            sweep_batch: 500,
+            stat_groups: Vec::new(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The defaults, on a standalone Redis.
+    pub fn redis(url: impl Into<String>) -> Self {
+        CacheConfig {
+            backend: Backend::Redis { url: url.into() },
+            ..CacheConfig::default()
+        }
+    }
+
+    pub fn embedded() -> Self {
+        CacheConfig::default()
+    }
+}

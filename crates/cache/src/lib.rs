@@ -1,0 +1,62 @@
+//! A tag-aware cache-aside layer on Redis or an in-process store.
+//!
+//! It knows nothing of what it caches: keys are strings, values anything
+//! serde can carry, tags group entries for invalidation.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use spywatcher_cache::{Cache, CacheConfig};
+//!
+//! let cache = Cache::new(CacheConfig::redis("redis://127.0.0.1:6379"))?;
+//! let rows: Vec<String> = cache
+//!     .remember("report:42", Duration::from_secs(300), &["team:42"], || async {
+//!         Ok::<_, std::io::Error>(vec!["computed".to_string()])
+//!     })
+//!     .await?;
+//! cache.invalidate_by_tag("team:42").await; // O(1), whatever the number of entries
+//! # Ok(()) }
+//! ```
+//!
+//! # What holds (SPEC 1.2)
+//! TTLs are honoured; an invalidated tag's entries are never read again,
+//! whatever their TTLs; a loader that started before an invalidation does not
+//! store its result; one loader runs per missing key in a process; with Redis
+//! down every call is a miss or a skipped write costing microseconds once the
+//! breaker is open; invalidations that could not reach Redis are journaled and
+//! applied before Redis is read again; `null` and empty values are cached;
+//! eviction loses values, never makes stale ones readable; the in-process
+//! store is bounded in bytes.
+//!
+//! # Layout
+//! - [`cache`]: the [`Cache`] API and the fail-open policy around the store.
+//! - `store/`: where entries live. `store::embedded` (moka, tag version cells)
+//!   and `store::redis` (Lua scripts in `store/redis/scripts/`, key layout in
+//!   `store/redis/keys.rs`).
+//! - `codec`: values to bytes (JSON, LZ4 above a threshold) and the envelope
+//!   that records an entry's tag versions in Redis.
+//! - `flight`: one loader per missing key in a process.
+//! - `breaker`: the circuit breaker in front of Redis.
+//! - [`journal`]: invalidations waiting for Redis, and the [`Journal`] trait
+//!   for a durable one.
+//! - `maintenance`: the background task that probes, applies the journal and
+//!   reclaims memory.
+//! - [`stats`]: the counters behind [`Cache::stats`].
+//! - [`config`]: every knob, durations included, so tests run in seconds.
+
+mod breaker;
+pub mod cache;
+mod codec;
+pub mod config;
+pub mod error;
+mod flight;
+pub mod journal;
+mod maintenance;
+pub mod stats;
+mod store;
+
+pub use cache::{Cache, SetOptions};
+pub use config::{Backend, CacheConfig};
+pub use error::{ConfigError, JournalError};
+pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};
+pub use stats::{CacheStats, TypeStats};

@@ -1,0 +1,216 @@
+//! Counters kept by the cache itself (SPEC 1.4): hits and misses are this
+//! service's own, not Redis' keyspace-wide figures.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Default)]
+struct Hits {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Live counters. Relaxed atomics: statistics, not synchronisation.
+pub(crate) struct Counters {
+    pub l1_hits: AtomicU64,
+    pub l2_hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub sets: AtomicU64,
+    pub deletes: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub loader_runs: AtomicU64,
+    pub errors: AtomicU64,
+    pub skipped: AtomicU64,
+    pub journaled: AtomicU64,
+    pub compression_saved: AtomicU64,
+    /// Per key group (configured prefixes), then "other".
+    groups: Vec<(String, Hits)>,
+}
+
+impl Counters {
+    pub fn new(groups: &[String]) -> Self {
+        let mut groups: Vec<(String, Hits)> = groups
+            .iter()
+            .map(|g| (g.clone(), Hits::default()))
+            .collect();
+        groups.push(("other".to_string(), Hits::default()));
+        Counters {
+            l1_hits: AtomicU64::new(0),
+            l2_hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            sets: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            loader_runs: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            journaled: AtomicU64::new(0),
+            compression_saved: AtomicU64::new(0),
+            groups,
+        }
+    }
+
+    fn group(&self, key: &str) -> &Hits {
+        let last = self.groups.len() - 1;
+        let index = self.groups[..last]
+            .iter()
+            .position(|(prefix, _)| key.starts_with(prefix.as_str()))
+            .unwrap_or(last);
+        &self.groups[index].1
+    }
+
+    pub fn hit(&self, key: &str, tier: Tier) {
+        match tier {
+            Tier::L1 => &self.l1_hits,
+            Tier::L2 => &self.l2_hits,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.group(key).hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn miss(&self, key: &str) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.group(key).misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, server: ServerFigures, circuit: &str, backend: &str) -> CacheStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let l1_hits = get(&self.l1_hits);
+        let l2_hits = get(&self.l2_hits);
+        let hits = l1_hits + l2_hits;
+        let misses = get(&self.misses);
+        CacheStats {
+            hits,
+            misses,
+            hit_rate: hit_rate(hits, misses),
+            memory_used: server.memory_used,
+            evicted_keys: server.evicted_keys,
+            key_count: server.key_count,
+            l1_hits,
+            l2_hits,
+            sets: get(&self.sets),
+            deletes: get(&self.deletes),
+            invalidations: get(&self.invalidations),
+            loader_runs: get(&self.loader_runs),
+            errors: get(&self.errors),
+            skipped: get(&self.skipped),
+            journaled: get(&self.journaled),
+            compression_bytes_saved: get(&self.compression_saved),
+            circuit: circuit.to_string(),
+            backend: backend.to_string(),
+            by_type: self
+                .groups
+                .iter()
+                .map(|(name, h)| {
+                    let (hits, misses) = (get(&h.hits), get(&h.misses));
+                    let stats = TypeStats {
+                        hits,
+                        misses,
+                        hit_rate: hit_rate(hits, misses),
+                    };
+                    (name.clone(), stats)
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// In process: the embedded store (or, with Redis, the L1 tier).
+    L1,
+    /// Redis.
+    L2,
+}
+
+/// What only the store can say about itself.
+#[derive(Debug, Default)]
+pub(crate) struct ServerFigures {
+    pub memory_used: String,
+    pub evicted_keys: u64,
+    pub key_count: u64,
+}
+
+/// A percentage with two decimals; 0 before any lookup.
+fn hit_rate(hits: u64, misses: u64) -> f64 {
+    let total = hits + misses;
+    if total == 0 {
+        return 0.0;
+    }
+    (hits as f64 * 10_000.0 / total as f64).round() / 100.0
+}
+
+/// The cache's statistics: the reference design's fields first
+/// (`hits, misses, hitRate, memoryUsed, evictedKeys, keyCount`), then what an
+/// operator needs besides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Percentage of lookups that hit, two decimals.
+    pub hit_rate: f64,
+    /// Redis' `used_memory_human`, or the embedded store's weighted size.
+    pub memory_used: String,
+    /// From Redis INFO (`evicted_keys`); 0 for the embedded store.
+    pub evicted_keys: u64,
+    /// Entries under this cache's prefix (bookkeeping keys excluded).
+    pub key_count: u64,
+    pub l1_hits: u64,
+    pub l2_hits: u64,
+    pub sets: u64,
+    pub deletes: u64,
+    pub invalidations: u64,
+    pub loader_runs: u64,
+    /// Redis calls that failed or timed out.
+    pub errors: u64,
+    /// Redis calls not made because the circuit breaker was open.
+    pub skipped: u64,
+    /// Invalidations that could not reach Redis and went to the journal.
+    pub journaled: u64,
+    pub compression_bytes_saved: u64,
+    /// `closed` (Redis in use), `open` (Redis skipped), or `none` (embedded).
+    pub circuit: String,
+    /// `redis` or `embedded`.
+    pub backend: String,
+    pub by_type: BTreeMap<String, TypeStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hit_rate_has_two_decimals() {
+        assert_eq!(hit_rate(0, 0), 0.0);
+        assert_eq!(hit_rate(2, 1), 66.67);
+        assert_eq!(hit_rate(1, 0), 100.0);
+    }
+
+    #[test]
+    fn groups_by_first_matching_prefix_else_other() {
+        let counters = Counters::new(&["analytics:ghosts".into(), "analytics:roles".into()]);
+        counters.hit("analytics:ghosts:1:all", Tier::L2);
+        counters.miss("analytics:roles:1:all");
+        counters.miss("something");
+        let stats = counters.snapshot(ServerFigures::default(), "closed", "redis");
+        assert_eq!(stats.by_type["analytics:ghosts"].hits, 1);
+        assert_eq!(stats.by_type["analytics:roles"].misses, 1);
+        assert_eq!(stats.by_type["other"].misses, 1);
+        assert_eq!(stats.hit_rate, 33.33);
+    }
+}

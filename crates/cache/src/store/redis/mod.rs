@@ -1,0 +1,299 @@
+//! The standalone Redis store: every operation is one round trip (a script or
+//! a pipeline), whatever the number of entries under a tag.
+
+mod keys;
+mod scripts;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+
+use self::keys::KeyLayout;
+use self::scripts::Scripts;
+use super::{Lookup, Versions};
+use crate::codec::{self, new_version};
+use crate::error::{ConfigError, StoreError};
+
+/// Figures read from Redis itself for [`CacheStats`](crate::CacheStats).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ServerInfo {
+    pub used_memory_human: String,
+    pub evicted_keys: u64,
+    pub key_count: u64,
+}
+
+pub(crate) struct RedisStore {
+    conn: ConnectionManager,
+    keys: KeyLayout,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// Builds the store without waiting for Redis: a cache must start (and
+    /// serve from its loaders) while Redis is down.
+    pub fn new(url: &str, prefix: &str, connect_timeout: Duration) -> Result<Self, ConfigError> {
+        let client = redis::Client::open(url).map_err(ConfigError::RedisUrl)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            // Our own per-call timeout and circuit breaker decide what a slow
+            // Redis means; the manager only has to reconnect, briefly.
+            .set_response_timeout(None)
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(ConfigError::RedisUrl)?;
+        Ok(RedisStore {
+            conn,
+            keys: KeyLayout::new(prefix),
+            scripts: Scripts::new(),
+        })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let envelope: Option<Vec<u8>> = self
+            .scripts
+            .get
+            .key(self.keys.entry(key))
+            .arg(&self.keys.marker_prefix)
+            .invoke_async(&mut self.conn())
+            .await?;
+        envelope
+            .map(|e| codec::envelope_value(Bytes::from(e)).map_err(StoreError::from))
+            .transpose()
+    }
+
+    pub async fn lookup(
+        &self,
+        key: &str,
+        tags: &[String],
+        ttl: Duration,
+    ) -> Result<Lookup, StoreError> {
+        let mut invocation = self.scripts.lookup.key(self.keys.entry(key));
+        invocation.arg(&self.keys.marker_prefix).arg(ttl_ms(ttl));
+        for tag in tags {
+            invocation.arg(tag).arg(new_version());
+        }
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn()).await?;
+        let mut reply = reply.into_iter();
+        let hit: i64 = redis::from_redis_value(reply.next().unwrap_or(Value::Nil))?;
+        if hit == 1 {
+            let envelope: Vec<u8> = redis::from_redis_value(reply.next().unwrap_or(Value::Nil))?;
+            return Ok(Lookup::Hit(codec::envelope_value(Bytes::from(envelope))?));
+        }
+        let versions = reply
+            .map(redis::from_redis_value::<String>)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Lookup::Miss(Versions::Redis(versions)))
+    }
+
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &Bytes,
+        ttl: Duration,
+        tags: &[String],
+        expected: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        let cmd = self.set_command(key, value, ttl, tags, expected);
+        let stored: i64 = self.eval(&self.scripts.set, &cmd).await?;
+        Ok(stored == 1)
+    }
+
+    fn set_command(
+        &self,
+        key: &str,
+        value: &Bytes,
+        ttl: Duration,
+        tags: &[String],
+        expected: Option<&[String]>,
+    ) -> redis::Cmd {
+        let mut cmd = evalsha(&self.scripts.set, 1);
+        cmd.arg(self.keys.entry(key))
+            .arg(&self.keys.marker_prefix)
+            .arg(&self.keys.members_prefix)
+            .arg(ttl_ms(ttl))
+            .arg(value.as_ref());
+        for (i, tag) in tags.iter().enumerate() {
+            let expect = expected.and_then(|e| e.get(i)).map_or("", String::as_str);
+            cmd.arg(tag).arg(new_version()).arg(expect);
+        }
+        cmd
+    }
+
+    /// Runs a script command, loading the script once if Redis lost it (a
+    /// restart empties the script cache).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        match cmd.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                Ok(cmd.query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs a pipeline of script commands, loading the scripts first if Redis
+    /// lost them: EVALSHA inside a pipeline cannot fall back by itself.
+    async fn eval_pipeline<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script.prepare_invoke().load_async(&mut conn).await?;
+                Ok(pipe.query_async(&mut conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Stores many entries in one pipeline.
+    pub async fn set_many(
+        &self,
+        entries: &[(String, Bytes, Duration, Vec<String>)],
+    ) -> Result<u64, StoreError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for (key, value, ttl, tags) in entries {
+            pipe.add_command(self.set_command(key, value, *ttl, tags, None));
+        }
+        let replies: Vec<i64> = self.eval_pipeline(&self.scripts.set, &pipe).await?;
+        Ok(replies.into_iter().filter(|&r| r == 1).count() as u64)
+    }
+
+    pub async fn delete_many(&self, keys: &[String]) -> Result<u64, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let redis_keys: Vec<String> = keys.iter().map(|k| self.keys.entry(k)).collect();
+        let n: u64 = self.conn().unlink(redis_keys).await?;
+        Ok(n)
+    }
+
+    /// Invalidates every tag in one pipeline; each tag costs O(1).
+    pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+        if tags.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for tag in tags {
+            pipe.add_command(evalsha(&self.scripts.invalidate, 3))
+                .arg(self.keys.marker(tag))
+                .arg(self.keys.members(tag))
+                .arg(&self.keys.sweep_list)
+                .arg(self.keys.grave(tag));
+        }
+        let counts: Vec<u64> = self.eval_pipeline(&self.scripts.invalidate, &pipe).await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// Deletes the keys under the prefix matching `glob` (SCAN, then UNLINK in batches).
+    pub async fn clear_pattern(&self, glob: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let pattern = format!("{}{glob}", self.keys.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            if !batch.is_empty() {
+                let n: u64 = conn.unlink(batch).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Sweeps one batch of stale entries; `false` when there was nothing to sweep.
+    pub async fn sweep(&self, batch: usize) -> Result<bool, StoreError> {
+        let examined: i64 = self
+            .scripts
+            .sweep
+            .key(&self.keys.sweep_list)
+            .arg(&self.keys.marker_prefix)
+            .arg(batch)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(examined >= 0)
+    }
+
+    pub async fn info(&self) -> Result<ServerInfo, StoreError> {
+        let mut conn = self.conn();
+        let memory: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let stats: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await?;
+        let mut info = ServerInfo {
+            used_memory_human: info_field(&memory, "used_memory_human").unwrap_or_default(),
+            evicted_keys: info_field(&stats, "evicted_keys")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            key_count: 0,
+        };
+        let pattern = format!("{}*", self.keys.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            info.key_count += batch
+                .iter()
+                .filter(|k| !self.keys.is_bookkeeping(k))
+                .count() as u64;
+            if next == 0 {
+                return Ok(info);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn evalsha(script: &Script, key_count: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(key_count);
+    cmd
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k == name).then(|| v.trim().to_string())
+    })
+}

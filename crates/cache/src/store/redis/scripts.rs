@@ -1,0 +1,38 @@
+//! The Lua scripts behind the Redis store, loaded once per process.
+//!
+//! Each script that reads entries is prefixed with `envelope.lua`, so the
+//! envelope check exists once.
+//!
+//! The scripts touch keys they compute (tag markers) besides those declared in
+//! `KEYS`: fine on a standalone Redis. On Redis Cluster the markers of an
+//! entry live in other slots, so a cluster store checks them from the client
+//! instead; every per-tag key shares the tag's hash tag (`~t:{tag}`,
+//! `~m:{tag}`) so each tag's own bookkeeping stays within one slot.
+
+use redis::Script;
+
+macro_rules! with_envelope {
+    ($file:literal) => {
+        concat!(include_str!("scripts/envelope.lua"), include_str!($file))
+    };
+}
+
+pub(crate) struct Scripts {
+    pub get: Script,
+    pub lookup: Script,
+    pub set: Script,
+    pub invalidate: Script,
+    pub sweep: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Scripts {
+            get: Script::new(with_envelope!("scripts/get.lua")),
+            lookup: Script::new(with_envelope!("scripts/lookup.lua")),
+            set: Script::new(include_str!("scripts/set.lua")),
+            invalidate: Script::new(include_str!("scripts/invalidate.lua")),
+            sweep: Script::new(with_envelope!("scripts/sweep.lua")),
+        }
+    }
+}
