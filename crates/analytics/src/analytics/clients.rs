@@ -1,0 +1,28 @@
+//! clients: users who use more Discord clients this week than the week
+//! before (SPEC 2.2).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Analytics, Param, WINDOW_PARAMS};
+use crate::domain::{AnalyticsKind, ClientSet};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientDriftRow {
+    pub user_id: String,
+    pub username: String,
+    /// Union of clients in [now − 14d, now − 7d), serialized as sorted names.
+    #[sqlx(try_from = "i64")]
+    pub old_clients: ClientSet,
+    /// Union of clients in [now − 7d, now].
+    #[sqlx(try_from = "i64")]
+    pub new_clients: ClientSet,
+    /// Always 1 for a reported user.
+    pub client_drift_score: i64,
+}
+
+impl Analytics for ClientDriftRow {
+    const KIND: AnalyticsKind = AnalyticsKind::Clients;
+    const TEMPLATE: &'static str = include_str!("sql/clients.sql");
+    const PARAMS: &'static [Param] = WINDOW_PARAMS;
+}

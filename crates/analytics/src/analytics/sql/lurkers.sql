@@ -1,0 +1,11 @@
+-- Users seen online (presence) who never typed nor wrote in the guild. The
+-- HAVING clause leaves only presence rows, so count(*) counts presences.
+SELECT user_id,
+       {latest_username} AS username,
+       count(*) AS presence_count,
+       CAST(CASE WHEN count(*) >= 5 THEN 1 ELSE 0 END AS BIGINT) AS lurker_score
+FROM events
+WHERE guild_id = $1 AND kind IN (1, 2, 3) AND created_at >= $2
+GROUP BY user_id
+HAVING count(*) FILTER (WHERE kind <> 3) = 0
+ORDER BY presence_count DESC, user_id

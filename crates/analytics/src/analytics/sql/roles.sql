@@ -1,0 +1,10 @@
+-- Role changes per user; two or more is drift.
+SELECT user_id,
+       {latest_username} AS username,
+       count(*) AS role_change_count,
+       CAST(CASE WHEN count(*) >= 2 THEN 1 ELSE 0 END AS BIGINT) AS role_drift_score
+FROM events
+WHERE guild_id = $1 AND kind = 4 AND created_at >= $2
+GROUP BY user_id
+ORDER BY role_change_count DESC, user_id
+LIMIT 100

@@ -1,0 +1,49 @@
+//! The event store and the six behaviour analytics of spywatcher, on SQLite
+//! (embedded default) or PostgreSQL. Knows nothing of HTTP or caching.
+//!
+//! # Layout
+//!
+//! * [`domain`]: types parsed at the edge. [`Snowflake`] and its typed
+//!   wrappers [`GuildId`], [`UserId`], [`ChannelId`]; [`Since`] (RFC 3339 or
+//!   epoch ms); [`EventKind`] (URL segments `messages`, `typing`, `presence`,
+//!   `role-changes`, `member-joins`) with [`EventKind::invalidates`] (SPEC
+//!   2.4); [`AnalyticsKind`]; [`Event`] and its [`Payload`]; and
+//!   [`parse_events`], which turns a request body (one object or an array)
+//!   into events or a [`ValidationError`] naming the event index and field.
+//!   Unknown fields are rejected.
+//! * [`store`]: [`EventStore`], one type over both databases.
+//!   `connect(url)` (runs migrations from `migrations/{postgres,sqlite}`),
+//!   `ingest` (one transaction, all or nothing), `ingest_with_journal`
+//!   (events plus a pending cache invalidation in the same transaction),
+//!   `pending_invalidations` / `remove_invalidations`, `guild_ids`, `ping`.
+//!   `store/postgres.rs` and `store/sqlite.rs` hold what differs between the
+//!   databases: connection options and the bulk insert path (UNNEST arrays
+//!   on PostgreSQL, multi-row VALUES on SQLite).
+//! * [`analytics`]: the six analytics as SQL files shared by both databases
+//!   (`src/analytics/sql/*.sql`), one row type per analytics, and one
+//!   generic runner: `store.analytics(kind, &guild, since, now)` returns
+//!   [`AnalyticsRows`] (serializes to the JSON array of rows);
+//!   `store.rows::<GhostRow>(&guild, since, now)` is the typed form.
+//! * [`generator`]: deterministic synthetic data ([`GeneratorConfig`],
+//!   [`generate_into`], [`generated_guild_ids`]) for demos, tests and the
+//!   benchmark (`benches/scaling.rs`); `examples/seed.rs` shows it behind a
+//!   progress bar.
+//!
+//! Timestamps are stored as epoch milliseconds in both databases, so that
+//! comparisons and orderings (and thus results) are identical on both.
+
+pub mod analytics;
+pub mod domain;
+pub mod generator;
+pub mod store;
+
+pub use analytics::{
+    Analytics, AnalyticsRows, BehaviorShiftRow, ClientDriftRow, GhostRow, HeatmapRow, LurkerRow,
+    RoleDriftRow,
+};
+pub use domain::{
+    AnalyticsKind, ChannelId, ClientSet, Event, EventKind, GuildId, Payload, Since, Snowflake,
+    UserId, ValidationError, parse_events, parse_events_at,
+};
+pub use generator::{GeneratorConfig, Summary, generate_into, generated_guild_ids};
+pub use store::{EventStore, JournalEntry, StoreError};

@@ -1,0 +1,208 @@
+//! The event store: one type over two databases.
+//!
+//! `EventStore` holds a pool of either backend. Code that is the same for
+//! both (most of it: the SQL is shared) is written once and expanded for each
+//! pool type by `with_pool!`; what differs (connection options, migrations,
+//! the bulk insert path) lives in `postgres.rs` and `sqlite.rs`.
+
+mod journal;
+mod postgres;
+pub(crate) mod row;
+mod sqlite;
+
+pub use journal::JournalEntry;
+
+use sqlx::{PgPool, SqlitePool};
+
+use crate::domain::{Event, GuildId, ValidationError};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid event: {0}")]
+    Invalid(#[from] ValidationError),
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store holds. The
+/// body is compiled once per backend, so it must be valid for both.
+/// `|pool, Db|` also names the backend's `sqlx::Database` type as `Db`.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Postgres($pool) => $body,
+            $crate::store::Backend::Sqlite($pool) => $body,
+        }
+    };
+    ($store:expr, |$pool:ident, $db:ident| $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Postgres($pool) => {
+                type $db = sqlx::Postgres;
+                $body
+            }
+            $crate::store::Backend::Sqlite($pool) => {
+                type $db = sqlx::Sqlite;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Durable storage of events, and the analytics computed over them.
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    pub(crate) backend: Backend,
+}
+
+impl EventStore {
+    /// Opens the database and applies pending migrations.
+    ///
+    /// `postgres://` or `postgresql://` selects PostgreSQL; `sqlite://path`,
+    /// `sqlite::memory:` or a plain file path selects SQLite (the file is
+    /// created if missing).
+    pub async fn connect(database_url: &str) -> Result<EventStore, StoreError> {
+        let backend = if database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+        {
+            Backend::Postgres(postgres::connect(database_url).await?)
+        } else {
+            Backend::Sqlite(sqlite::connect(database_url).await?)
+        };
+        let store = EventStore { backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent; `connect` already does it).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => postgres::migrate(pool).await,
+            Backend::Sqlite(pool) => sqlite::migrate(pool).await,
+        }
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// One round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Stores a batch of events in one transaction: all or nothing. Returns
+    /// the number stored once the transaction has committed.
+    pub async fn ingest(&self, events: &[Event]) -> Result<u64, StoreError> {
+        self.ingest_with_journal(events, &[]).await.map(|(n, _)| n)
+    }
+
+    /// Like [`ingest`](Self::ingest), and in the same transaction records
+    /// `tags` as one pending cache invalidation (SPEC 1.2.6). No journal row
+    /// is written when `tags` is empty (member joins invalidate nothing).
+    /// Returns the number of events stored and the journal entry's id.
+    pub async fn ingest_with_journal(
+        &self,
+        events: &[Event],
+        tags: &[String],
+    ) -> Result<(u64, Option<i64>), StoreError> {
+        // Events built in code meet the same rules as parsed ones.
+        for (index, e) in events.iter().enumerate() {
+            e.validate()
+                .map_err(|v| ValidationError::from_violation(index, v))?;
+        }
+        let tags_json = (!tags.is_empty()).then(|| journal::encode_tags(tags));
+        let now = chrono::Utc::now().timestamp_millis();
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let stored = InsertEvents::insert_events(&mut *tx, events).await?;
+            let id = match &tags_json {
+                Some(tags) => Some(
+                    sqlx::query_scalar::<_, i64>(journal::INSERT)
+                        .bind(tags)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                ),
+                None => None,
+            };
+            tx.commit().await?;
+            Ok((stored, id))
+        })
+    }
+
+    /// Distinct guilds that have at least one event, in id order.
+    pub async fn guild_ids(&self) -> Result<Vec<GuildId>, StoreError> {
+        let ids: Vec<String> = with_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT DISTINCT guild_id FROM events ORDER BY guild_id")
+                .fetch_all(pool)
+                .await
+        })?;
+        ids.into_iter()
+            .map(|s| {
+                GuildId::parse(s.clone())
+                    .map_err(|_| StoreError::Corrupt(format!("guild id {s:?}")))
+            })
+            .collect()
+    }
+
+    /// Number of stored events (all guilds).
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = with_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT count(*) FROM events"
+        )
+        .fetch_one(pool)
+        .await)?;
+        Ok(n.max(0).unsigned_abs())
+    }
+
+    /// Refreshes planner statistics (and, on PostgreSQL, the visibility map
+    /// that index-only scans need). Worth calling after a bulk load.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => sqlx::query("VACUUM ANALYZE events")
+                .execute(pool)
+                .await
+                .map(drop)?,
+            Backend::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(drop)?,
+        };
+        Ok(())
+    }
+}
+
+/// The insert path of the transaction's backend.
+trait InsertEvents {
+    async fn insert_events(&mut self, events: &[Event]) -> Result<u64, StoreError>;
+}
+
+impl InsertEvents for sqlx::PgConnection {
+    async fn insert_events(&mut self, events: &[Event]) -> Result<u64, StoreError> {
+        postgres::insert_events(self, events).await
+    }
+}
+
+impl InsertEvents for sqlx::SqliteConnection {
+    async fn insert_events(&mut self, events: &[Event]) -> Result<u64, StoreError> {
+        sqlite::insert_events(self, events).await
+    }
+}
