@@ -132,6 +132,10 @@ fn name(field: &'static str, value: &str) -> Result<(), Violation> {
 }
 
 fn max_chars(field: &'static str, value: &str, max: usize) -> Result<(), Violation> {
+    // PostgreSQL cannot store NUL in text; refuse it on both databases alike.
+    if value.contains('\0') {
+        return Err(violation(field, "must not contain NUL characters"));
+    }
     if value.chars().count() > max {
         return Err(violation(
             field,
