@@ -1,0 +1,70 @@
+//! What every cache test needs: a cache on a private redis-server, or an
+//! embedded one, with short timeouts so outages take milliseconds.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use spywatcher_cache::{Cache, CacheConfig, Journal, MemoryJournal};
+pub use spywatcher_testkit::redis::RedisServer;
+
+pub fn fast_config(server: &RedisServer) -> CacheConfig {
+    CacheConfig {
+        op_timeout: Duration::from_millis(100),
+        connect_timeout: Duration::from_millis(100),
+        breaker_cooldown: Duration::from_millis(200),
+        journal_interval: Duration::from_millis(200),
+        ..CacheConfig::redis(server.url())
+    }
+}
+
+pub fn redis_cache(server: &RedisServer) -> Cache {
+    Cache::new(fast_config(server)).expect("cache on private redis")
+}
+
+pub fn redis_cache_with_journal(server: &RedisServer, journal: Arc<MemoryJournal>) -> Cache {
+    Cache::with_journal(fast_config(server), journal as Arc<dyn Journal>).expect("cache")
+}
+
+pub fn embedded_cache() -> Cache {
+    Cache::new(CacheConfig::embedded()).expect("embedded cache")
+}
+
+/// A private Redis and a cache on it, or an embedded cache: the properties
+/// that hold for both stores run once per store.
+pub enum Setup {
+    Redis(RedisServer, Cache),
+    Embedded(Cache),
+}
+
+impl Setup {
+    pub fn all() -> Vec<Setup> {
+        let server = RedisServer::start();
+        let cache = redis_cache(&server);
+        vec![Setup::Redis(server, cache), Setup::Embedded(embedded_cache())]
+    }
+
+    pub fn cache(&self) -> &Cache {
+        match self {
+            Setup::Redis(_, cache) | Setup::Embedded(cache) => cache,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setup::Redis(..) => "redis",
+            Setup::Embedded(_) => "embedded",
+        }
+    }
+}
+
+pub async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {within:?} waiting until {what}");
+}
