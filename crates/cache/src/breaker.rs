@@ -100,7 +100,10 @@ mod tests {
         assert!(breaker.is_open());
         let (_, generation) = breaker.last_trip();
         assert!(!breaker.trip(), "already open");
-        assert!(!breaker.close_if_unchanged(generation), "tripped again since");
+        assert!(
+            !breaker.close_if_unchanged(generation),
+            "tripped again since"
+        );
         let (_, generation) = breaker.last_trip();
         assert!(breaker.close_if_unchanged(generation));
         assert!(!breaker.is_open());

@@ -93,9 +93,11 @@ impl Cache {
         }
         let store = match &config.backend {
             Backend::Embedded => Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
-            Backend::Redis { url } => {
-                Store::Redis(RedisStore::new(url, &config.prefix, config.connect_timeout)?)
-            }
+            Backend::Redis { url } => Store::Redis(RedisStore::new(
+                url,
+                &config.prefix,
+                config.connect_timeout,
+            )?),
         };
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),
@@ -135,11 +137,9 @@ impl Cache {
     pub async fn ping(&self) -> bool {
         match &self.inner.store {
             Store::Embedded(_) => true,
-            Store::Redis(redis) => {
-                tokio::time::timeout(self.inner.config.op_timeout, redis.ping())
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-            }
+            Store::Redis(redis) => tokio::time::timeout(self.inner.config.op_timeout, redis.ping())
+                .await
+                .is_ok_and(|r| r.is_ok()),
         }
     }
 
@@ -168,7 +168,12 @@ impl Cache {
 
     /// Stores `value` under `key`. Returns whether it was stored (false when
     /// the store is unreachable or the value cannot be serialized).
-    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T, options: SetOptions) -> bool {
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        options: SetOptions,
+    ) -> bool {
         let Some(encoded) = self.inner.encode(key, value) else {
             return false;
         };
@@ -223,7 +228,9 @@ impl Cache {
             match inner.flights.join(key, inner.epoch.load(Ordering::Acquire)) {
                 Role::Leader(guard) => break guard,
                 Role::Waiter(rx) => {
-                    if let Some(value) = flight::wait(rx).await.and_then(|e| decode_or_warn(key, &e)) {
+                    if let Some(value) =
+                        flight::wait(rx).await.and_then(|e| decode_or_warn(key, &e))
+                    {
                         return Ok(value);
                     }
                 }
@@ -276,7 +283,10 @@ impl Cache {
         Counters::add(&self.inner.counters.invalidations, 1);
         match tags.as_slice() {
             [tag] => info!("Invalidated {n} cache entries for tag: {tag}"),
-            _ => info!("Invalidated {n} cache entries for tags: {}", tags.join(", ")),
+            _ => info!(
+                "Invalidated {n} cache entries for tags: {}",
+                tags.join(", ")
+            ),
         }
         n
     }
@@ -355,7 +365,11 @@ impl Cache {
                 (figures, "none")
             }
             Store::Redis(store) => {
-                let circuit = if inner.breaker.is_open() { "open" } else { "closed" };
+                let circuit = if inner.breaker.is_open() {
+                    "open"
+                } else {
+                    "closed"
+                };
                 // Counting keys SCANs the keyspace: give it more than one call's budget.
                 let budget = inner.config.op_timeout * 8;
                 let figures = match inner.redis_call(budget, store.info()).await {
@@ -475,12 +489,17 @@ impl Inner {
         expected: Option<Versions>,
     ) -> bool {
         if !valid_key(key) {
-            warn!(key, "cache keys may not be empty or begin with '~': not stored");
+            warn!(
+                key,
+                "cache keys may not be empty or begin with '~': not stored"
+            );
             return false;
         }
         let stored = match (&self.store, expected) {
             (Store::Embedded(store), Some(Versions::Embedded(seen))) => {
-                store.set(key, encoded.bytes.clone(), ttl, tags, Some(seen)).await
+                store
+                    .set(key, encoded.bytes.clone(), ttl, tags, Some(seen))
+                    .await
             }
             (Store::Embedded(store), _) => {
                 store.set(key, encoded.bytes.clone(), ttl, tags, None).await

@@ -156,7 +156,10 @@ mod tests {
     #[test]
     fn corrupt_envelopes_are_errors_not_panics() {
         for bad in [&b""[..], b"2", b"1x\n", b"1\n", b"13\n", b"11\n99\nab"] {
-            assert!(envelope_value(Bytes::copy_from_slice(bad)).is_err(), "{bad:?}");
+            assert!(
+                envelope_value(Bytes::copy_from_slice(bad)).is_err(),
+                "{bad:?}"
+            );
         }
         assert!(decode::<i32>(b"").is_err());
         assert!(decode::<i32>(b"q12").is_err());

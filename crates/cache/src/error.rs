@@ -35,7 +35,9 @@ pub enum StoreError {
 pub enum ConfigError {
     #[error("invalid Redis URL: {0}")]
     RedisUrl(#[source] redis::RedisError),
-    #[error("invalid cache prefix {0:?}: must be non-empty and contain no glob characters (* ? [ ])")]
+    #[error(
+        "invalid cache prefix {0:?}: must be non-empty and contain no glob characters (* ? [ ])"
+    )]
     Prefix(String),
 }
 

@@ -19,16 +19,37 @@ fn tagged(ttl: Duration, tags: &[&str]) -> SetOptions {
 async fn p1_ttl_an_entry_is_not_served_after_its_ttl() {
     for setup in Setup::all() {
         let cache = setup.cache();
-        assert!(cache.set("short", &"v", tagged(Duration::from_millis(300), &["t"])).await);
+        assert!(
+            cache
+                .set("short", &"v", tagged(Duration::from_millis(300), &["t"]))
+                .await
+        );
         let loaded: Result<u32, ()> = cache
-            .remember("remembered", Duration::from_millis(300), &["t"], || async { Ok(7) })
+            .remember("remembered", Duration::from_millis(300), &["t"], || async {
+                Ok(7)
+            })
             .await;
         assert_eq!(loaded, Ok(7));
-        assert_eq!(cache.get::<String>("short").await.as_deref(), Some("v"), "{}", setup.name());
-        assert_eq!(cache.get::<u32>("remembered").await, Some(7), "{}", setup.name());
+        assert_eq!(
+            cache.get::<String>("short").await.as_deref(),
+            Some("v"),
+            "{}",
+            setup.name()
+        );
+        assert_eq!(
+            cache.get::<u32>("remembered").await,
+            Some(7),
+            "{}",
+            setup.name()
+        );
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(cache.get::<String>("short").await, None, "{}", setup.name());
-        assert_eq!(cache.get::<u32>("remembered").await, None, "{}", setup.name());
+        assert_eq!(
+            cache.get::<u32>("remembered").await,
+            None,
+            "{}",
+            setup.name()
+        );
     }
 }
 
@@ -38,9 +59,21 @@ async fn p2_complete_tag_invalidation_with_mixed_ttls() {
         let cache = setup.cache();
         // The reference design reset the tag set's TTL to the last writer's:
         // a long entry written first, a short one after it.
-        assert!(cache.set("long", &1, tagged(Duration::from_secs(300), &["guild:1"])).await);
-        assert!(cache.set("short", &2, tagged(Duration::from_secs(2), &["guild:1"])).await);
-        assert!(cache.set("other", &3, tagged(Duration::from_secs(300), &["guild:2"])).await);
+        assert!(
+            cache
+                .set("long", &1, tagged(Duration::from_secs(300), &["guild:1"]))
+                .await
+        );
+        assert!(
+            cache
+                .set("short", &2, tagged(Duration::from_secs(2), &["guild:1"]))
+                .await
+        );
+        assert!(
+            cache
+                .set("other", &3, tagged(Duration::from_secs(300), &["guild:2"]))
+                .await
+        );
         // Past the short entry's TTL; this design has no bookkeeping TTL
         // shorter than the longest entry's, so no further wait is needed.
         tokio::time::sleep(Duration::from_millis(2_300)).await;
@@ -50,10 +83,16 @@ async fn p2_complete_tag_invalidation_with_mixed_ttls() {
         assert!(invalidated >= 1, "{}: counted {invalidated}", setup.name());
         assert_eq!(cache.get::<i32>("long").await, None, "{}", setup.name());
         let reloaded: Result<i32, ()> = cache
-            .remember("long", Duration::from_secs(300), &["guild:1"], || async { Ok(10) })
+            .remember("long", Duration::from_secs(300), &["guild:1"], || async {
+                Ok(10)
+            })
             .await;
         assert_eq!(reloaded, Ok(10), "remember reloads after invalidation");
-        assert_eq!(cache.get::<i32>("other").await, Some(3), "other tags untouched");
+        assert_eq!(
+            cache.get::<i32>("other").await,
+            Some(3),
+            "other tags untouched"
+        );
     }
 }
 
@@ -61,22 +100,43 @@ async fn p2_complete_tag_invalidation_with_mixed_ttls() {
 async fn p2_tag_bookkeeping_in_redis_outlives_every_entry_under_the_tag() {
     let server = RedisServer::start();
     let cache = redis_cache(&server);
-    cache.set("long", &1, tagged(Duration::from_secs(900), &["t"])).await;
-    cache.set("short", &2, tagged(Duration::from_secs(120), &["t"])).await;
+    cache
+        .set("long", &1, tagged(Duration::from_secs(900), &["t"]))
+        .await;
+    cache
+        .set("short", &2, tagged(Duration::from_secs(120), &["t"]))
+        .await;
     let marker_ttl: i64 = server.cli(&["PTTL", "spywatcher:~t:{t}"]).parse().unwrap();
     let members_ttl: i64 = server.cli(&["PTTL", "spywatcher:~m:{t}"]).parse().unwrap();
-    assert!(marker_ttl > 890_000, "marker TTL {marker_ttl} ms was cut short");
-    assert!(members_ttl > 890_000, "member set TTL {members_ttl} ms was cut short");
+    assert!(
+        marker_ttl > 890_000,
+        "marker TTL {marker_ttl} ms was cut short"
+    );
+    assert!(
+        members_ttl > 890_000,
+        "member set TTL {members_ttl} ms was cut short"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p2_invalidating_several_tags_at_once() {
     for setup in Setup::all() {
         let cache = setup.cache();
-        cache.set("a", &1, tagged(Duration::from_secs(60), &["x"])).await;
-        cache.set("b", &2, tagged(Duration::from_secs(60), &["y", "z"])).await;
-        cache.set("c", &3, tagged(Duration::from_secs(60), &["w"])).await;
-        assert_eq!(cache.invalidate_by_tags(&["x", "z"]).await, 2, "{}", setup.name());
+        cache
+            .set("a", &1, tagged(Duration::from_secs(60), &["x"]))
+            .await;
+        cache
+            .set("b", &2, tagged(Duration::from_secs(60), &["y", "z"]))
+            .await;
+        cache
+            .set("c", &3, tagged(Duration::from_secs(60), &["w"]))
+            .await;
+        assert_eq!(
+            cache.invalidate_by_tags(&["x", "z"]).await,
+            2,
+            "{}",
+            setup.name()
+        );
         assert_eq!(cache.get::<i32>("a").await, None);
         assert_eq!(cache.get::<i32>("b").await, None);
         assert_eq!(cache.get::<i32>("c").await, Some(3));
@@ -105,11 +165,18 @@ async fn p3_no_resurrection_of_a_value_loaded_before_an_invalidation() {
         cache.invalidate_by_tag("guild:1").await;
         release_tx.send(()).unwrap();
         // Its own caller still gets the value...
-        assert_eq!(slow.await.unwrap().as_deref(), Ok("stale"), "{}", setup.name());
+        assert_eq!(
+            slow.await.unwrap().as_deref(),
+            Ok("stale"),
+            "{}",
+            setup.name()
+        );
         // ...but it was not stored as fresh.
         assert_eq!(cache.get::<String>("k").await, None, "{}", setup.name());
         let fresh: Result<String, ()> = cache
-            .remember("k", Duration::from_secs(300), &["guild:1"], || async { Ok("fresh".into()) })
+            .remember("k", Duration::from_secs(300), &["guild:1"], || async {
+                Ok("fresh".into())
+            })
             .await;
         assert_eq!(fresh.as_deref(), Ok("fresh"), "{}", setup.name());
         assert_eq!(cache.get::<String>("k").await.as_deref(), Some("fresh"));
@@ -165,7 +232,12 @@ async fn p4_stampede_1000_concurrent_remembers_run_the_loader_once() {
         for result in futures::future::join_all(calls).await {
             assert_eq!(result.unwrap(), Ok(vec![1, 2, 3]));
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 1, "{}: loader runs", setup.name());
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "{}: loader runs",
+            setup.name()
+        );
         assert_eq!(cache.stats().await.loader_runs, 1);
     }
 }
@@ -192,9 +264,17 @@ async fn p4_a_failing_loader_propagates_its_error_and_waiters_retry() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "only the failed leader sees the error");
+    assert_eq!(
+        results.iter().filter(|r| r.is_err()).count(),
+        1,
+        "only the failed leader sees the error"
+    );
     assert!(results.iter().filter_map(|r| r.ok()).all(|v| v == 1));
-    assert_eq!(runs.load(Ordering::SeqCst), 2, "one failed run, one successful retry");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "one failed run, one successful retry"
+    );
 }
 
 /// Runs every kind of call and returns the slowest one's duration.
@@ -205,7 +285,12 @@ async fn slowest_call(cache: &Cache) -> Duration {
         assert_eq!(cache.get::<i32>("k").await, None);
         assert!(!cache.set("k", &i, SetOptions::default()).await);
         let loaded: Result<i32, ()> = cache
-            .remember("k", Duration::from_secs(60), &["t"], || async move { Ok(i) })
+            .remember(
+                "k",
+                Duration::from_secs(60),
+                &["t"],
+                || async move { Ok(i) },
+            )
             .await;
         assert_eq!(loaded, Ok(i));
         assert_eq!(cache.invalidate_by_tag("t").await, 0);
@@ -230,7 +315,10 @@ async fn p5_fail_open_when_redis_is_killed_and_resume_after_restart() {
     // A generous bound, far from the reference's 8 s per call: with the
     // breaker open a call costs microseconds.
     let slowest = slowest_call(&cache).await;
-    assert!(slowest < Duration::from_millis(20), "a call took {slowest:?} with Redis down");
+    assert!(
+        slowest < Duration::from_millis(20),
+        "a call took {slowest:?} with Redis down"
+    );
     let stats = cache.stats().await;
     assert!(stats.skipped > 0 && stats.errors > 0, "{stats:?}");
     assert_eq!(stats.circuit, "open");
@@ -259,9 +347,15 @@ async fn p5_fail_open_when_redis_hangs() {
     }
     assert!(cache.is_degraded());
     let slowest = slowest_call(&cache).await;
-    assert!(slowest < Duration::from_millis(20), "a call took {slowest:?} with Redis hung");
+    assert!(
+        slowest < Duration::from_millis(20),
+        "a call took {slowest:?} with Redis hung"
+    );
     server.resume();
-    wait_until("caching resumes", Duration::from_secs(5), async || !cache.is_degraded()).await;
+    wait_until("caching resumes", Duration::from_secs(5), async || {
+        !cache.is_degraded()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,13 +365,31 @@ async fn p6_invalidation_during_an_outage_is_applied_before_reads_resume() {
     let a = redis_cache_with_journal(&server, journal.clone());
     // B shares the journal (as instances share a database) and never sees the outage.
     let b = redis_cache_with_journal(&server, journal.clone());
-    assert!(a.set("ghosts:1", &"old", tagged(Duration::from_secs(300), &["guild:1"])).await);
-    assert!(a.set("ghosts:2", &"kept", tagged(Duration::from_secs(300), &["guild:2"])).await);
+    assert!(
+        a.set(
+            "ghosts:1",
+            &"old",
+            tagged(Duration::from_secs(300), &["guild:1"])
+        )
+        .await
+    );
+    assert!(
+        a.set(
+            "ghosts:2",
+            &"kept",
+            tagged(Duration::from_secs(300), &["guild:2"])
+        )
+        .await
+    );
     assert_eq!(b.get::<String>("ghosts:1").await.as_deref(), Some("old"));
     server.save();
     server.kill();
 
-    assert_eq!(a.invalidate_by_tag("guild:1").await, 0, "cannot reach Redis");
+    assert_eq!(
+        a.invalidate_by_tag("guild:1").await,
+        0,
+        "cannot reach Redis"
+    );
     assert_eq!(journal.len(), 1, "the invalidation is journaled, not lost");
     assert!(a.is_degraded());
 
@@ -288,7 +400,11 @@ async fn p6_invalidation_during_an_outage_is_applied_before_reads_resume() {
     let mut reads = 0;
     wait_until("A resumes", Duration::from_secs(5), async || {
         reads += 1;
-        assert_eq!(a.get::<String>("ghosts:1").await, None, "A served a stale value");
+        assert_eq!(
+            a.get::<String>("ghosts:1").await,
+            None,
+            "A served a stale value"
+        );
         !a.is_degraded()
     })
     .await;
@@ -300,12 +416,21 @@ async fn p6_invalidation_during_an_outage_is_applied_before_reads_resume() {
         assert_eq!(b.get::<String>("ghosts:1").await, None);
     }
     assert_eq!(a.get::<String>("ghosts:2").await.as_deref(), Some("kept"));
-    assert!(a.set("ghosts:1", &"new", tagged(Duration::from_secs(300), &["guild:1"])).await);
+    assert!(
+        a.set(
+            "ghosts:1",
+            &"new",
+            tagged(Duration::from_secs(300), &["guild:1"])
+        )
+        .await
+    );
     // B's connection died with the server: its first call may fail (a miss)
     // while it reconnects; then it reads the new value.
-    wait_until("B reads the new value", Duration::from_secs(3), async || {
-        b.get::<String>("ghosts:1").await.as_deref() == Some("new")
-    })
+    wait_until(
+        "B reads the new value",
+        Duration::from_secs(3),
+        async || b.get::<String>("ghosts:1").await.as_deref() == Some("new"),
+    )
     .await;
 }
 
@@ -314,7 +439,10 @@ async fn p6_an_instance_that_never_lost_redis_applies_a_journaled_invalidation()
     let mut server = RedisServer::start();
     let journal = Arc::new(MemoryJournal::new());
     let b = redis_cache_with_journal(&server, journal.clone());
-    assert!(b.set("k", &"old", tagged(Duration::from_secs(300), &["guild:1"])).await);
+    assert!(
+        b.set("k", &"old", tagged(Duration::from_secs(300), &["guild:1"]))
+            .await
+    );
     server.save();
     server.kill();
     {
@@ -325,7 +453,12 @@ async fn p6_an_instance_that_never_lost_redis_applies_a_journaled_invalidation()
     assert_eq!(journal.len(), 1);
     server.restart();
     // B made no call during the outage; within its journal interval it applies A's entry.
-    wait_until("the journal is applied", Duration::from_secs(3), async || journal.is_empty()).await;
+    wait_until(
+        "the journal is applied",
+        Duration::from_secs(3),
+        async || journal.is_empty(),
+    )
+    .await;
     assert_eq!(b.get::<String>("k").await, None);
 }
 
@@ -350,14 +483,20 @@ async fn p7_empty_and_null_values_are_cached() {
                 .await;
             assert_eq!(null, Ok(None));
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "{}: each loader ran once", setup.name());
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "{}: each loader ran once",
+            setup.name()
+        );
         assert_eq!(cache.get::<Option<u32>>("null").await, Some(None));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn p8_eviction_never_makes_an_invalidated_value_readable() {
-    let server = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    let server =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
     let cache = redis_cache(&server);
     let value = "x".repeat(300);
     for round in 0..6u32 {
@@ -365,7 +504,11 @@ async fn p8_eviction_never_makes_an_invalidated_value_readable() {
         for i in 0..400u32 {
             let key = format!("entry:{round}:{i}");
             cache
-                .set(&key, &format!("{round}:{i}:{value}"), tagged(Duration::from_secs(300), &[&tag, "all"]))
+                .set(
+                    &key,
+                    &format!("{round}:{i}:{value}"),
+                    tagged(Duration::from_secs(300), &[&tag, "all"]),
+                )
                 .await;
         }
         // The same tags keep being written after they were invalidated, so
@@ -378,7 +521,11 @@ async fn p8_eviction_never_makes_an_invalidated_value_readable() {
     // Filler forces evictions of entries and of tag bookkeeping alike.
     for i in 0..20_000u32 {
         cache
-            .set(&format!("filler:{i}"), &value, tagged(Duration::from_secs(300), &["filler"]))
+            .set(
+                &format!("filler:{i}"),
+                &value,
+                tagged(Duration::from_secs(300), &["filler"]),
+            )
             .await;
     }
     let evicted: u64 = server
@@ -389,11 +536,18 @@ async fn p8_eviction_never_makes_an_invalidated_value_readable() {
         .trim()
         .parse()
         .unwrap();
-    assert!(evicted > 1000, "the test must force evictions; evicted {evicted}");
+    assert!(
+        evicted > 1000,
+        "the test must force evictions; evicted {evicted}"
+    );
     for round in 0..6u32 {
         for i in 0..400u32 {
             let key = format!("entry:{round}:{i}");
-            assert_eq!(cache.get::<String>(&key).await, None, "{key} read after its tag was invalidated");
+            assert_eq!(
+                cache.get::<String>(&key).await,
+                None,
+                "{key} read after its tag was invalidated"
+            );
         }
     }
 }
@@ -409,10 +563,20 @@ async fn p9_the_in_process_store_is_bounded_in_bytes() {
     .unwrap();
     let value = "y".repeat(10 * 1024);
     for i in 0..1000 {
-        cache.set(&format!("k{i}"), &value, SetOptions::default()).await;
+        cache
+            .set(&format!("k{i}"), &value, SetOptions::default())
+            .await;
     }
     let stats = cache.stats().await;
     let held = stats.key_count * value.len() as u64;
-    assert!(held <= bound, "holds {} entries of 10 KiB over a 1 MiB bound", stats.key_count);
-    assert!(stats.key_count > 50, "still caches within the bound: {}", stats.key_count);
+    assert!(
+        held <= bound,
+        "holds {} entries of 10 KiB over a 1 MiB bound",
+        stats.key_count
+    );
+    assert!(
+        stats.key_count > 50,
+        "still caches within the bound: {}",
+        stats.key_count
+    );
 }

@@ -41,7 +41,10 @@ impl Setup {
     pub fn all() -> Vec<Setup> {
         let server = RedisServer::start();
         let cache = redis_cache(&server);
-        vec![Setup::Redis(server, cache), Setup::Embedded(embedded_cache())]
+        vec![
+            Setup::Redis(server, cache),
+            Setup::Embedded(embedded_cache()),
+        ]
     }
 
     pub fn cache(&self) -> &Cache {

@@ -249,8 +249,14 @@ impl RedisStore {
 
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
         let mut conn = self.conn();
-        let memory: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
-        let stats: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await?;
+        let memory: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?;
+        let stats: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut conn)
+            .await?;
         let mut info = ServerInfo {
             used_memory_human: info_field(&memory, "used_memory_human").unwrap_or_default(),
             evicted_keys: info_field(&stats, "evicted_keys")
