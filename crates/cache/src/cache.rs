@@ -54,6 +54,24 @@ impl SetOptions {
     }
 }
 
+/// Where the value returned by [`Cache::remember_json`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// It was in the cache.
+    Cache,
+    /// Another caller in this process was loading it; this one waited.
+    Flight,
+    /// This call ran the loader.
+    Loader,
+}
+
+impl Origin {
+    /// Whether the value was served from the cache (for `X-Cache: hit`).
+    pub fn is_hit(self) -> bool {
+        self == Origin::Cache
+    }
+}
+
 /// A cache-aside store with tags, on Redis or in process. Cheap to clone:
 /// clones share everything.
 #[derive(Clone)]
@@ -154,16 +172,7 @@ impl Cache {
     /// JSON on without deserializing it.
     pub async fn get_json(&self, key: &str) -> Option<Bytes> {
         let encoded = self.inner.fetch(key).await?;
-        match codec::decode_json(&encoded) {
-            Ok(json) => Some(match json {
-                std::borrow::Cow::Borrowed(_) => encoded.slice(1..),
-                std::borrow::Cow::Owned(json) => Bytes::from(json),
-            }),
-            Err(e) => {
-                warn!(key, error = %e, "cached value unreadable: treated as a miss");
-                None
-            }
-        }
+        json_of(key, &encoded)
     }
 
     /// Stores `value` under `key`. Returns whether it was stored (false when
@@ -191,8 +200,9 @@ impl Cache {
         let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_string()).collect();
         let deleted = self
             .inner
-            .invalidate(PendingInvalidation::Keys { keys })
-            .await;
+            .invalidate(PendingInvalidation::Keys { keys }, false)
+            .await
+            .unwrap_or(0);
         Counters::add(&self.inner.counters.deletes, deleted);
         deleted
     }
@@ -220,18 +230,72 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
         S: AsRef<str>,
     {
+        let decode = |encoded: &Bytes| decode_or_warn::<T>(key, encoded);
+        let load = || async {
+            let value = loader().await?;
+            let encoded = self.inner.encode(key, &value);
+            Ok((value, encoded))
+        };
+        let (value, _) = self.remember_with(key, ttl, tags, decode, load).await?;
+        Ok(value)
+    }
+
+    /// [`remember`](Self::remember) for callers that pass the JSON on as
+    /// is (an HTTP response body): no deserialization on a hit, and the
+    /// [`Origin`] of the value.
+    pub async fn remember_json<T, E, F, Fut, S>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[S],
+        loader: F,
+    ) -> Result<(Bytes, Origin), E>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        S: AsRef<str>,
+    {
+        let decode = |encoded: &Bytes| json_of(key, encoded);
+        let load = || async {
+            let value = loader().await?;
+            let encoded = self.inner.encode(key, &value);
+            let json = match &encoded {
+                Some(encoded) => json_of(key, &encoded.bytes).unwrap_or_default(),
+                None => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
+            };
+            Ok((json, encoded))
+        };
+        self.remember_with(key, ttl, tags, decode, load).await
+    }
+
+    /// The one cache-or-load path: `decode` turns a cached value into the
+    /// result (or rejects it, which counts as a miss), `load` produces the
+    /// result and its encoding (None if it cannot be cached).
+    async fn remember_with<R, E, S, D, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: &[S],
+        decode: D,
+        load: F,
+    ) -> Result<(R, Origin), E>
+    where
+        S: AsRef<str>,
+        D: Fn(&Bytes) -> Option<R>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(R, Option<Encoded>), E>>,
+    {
         let inner = &self.inner;
-        if let Some(value) = inner.fetch(key).await.and_then(|e| decode_or_warn(key, &e)) {
-            return Ok(value);
+        if let Some(value) = inner.fetch(key).await.and_then(|e| decode(&e)) {
+            return Ok((value, Origin::Cache));
         }
         let leader = loop {
             match inner.flights.join(key, inner.epoch.load(Ordering::Acquire)) {
                 Role::Leader(guard) => break guard,
                 Role::Waiter(rx) => {
-                    if let Some(value) =
-                        flight::wait(rx).await.and_then(|e| decode_or_warn(key, &e))
-                    {
-                        return Ok(value);
+                    if let Some(value) = flight::wait(rx).await.and_then(|e| decode(&e)) {
+                        return Ok((value, Origin::Flight));
                     }
                 }
             }
@@ -242,9 +306,9 @@ impl Cache {
         // on a miss this takes the tags' versions before the loader runs.
         let versions = match inner.lookup(key, &tags, ttl).await {
             Some(Lookup::Hit(encoded)) => {
-                if let Some(value) = decode_or_warn(key, &encoded) {
+                if let Some(value) = decode(&encoded) {
                     leader.complete(encoded);
-                    return Ok(value);
+                    return Ok((value, Origin::Cache));
                 }
                 None
             }
@@ -253,8 +317,8 @@ impl Cache {
         };
 
         Counters::add(&inner.counters.loader_runs, 1);
-        let value = loader().await?;
-        if let Some(encoded) = inner.encode(key, &value) {
+        let (value, encoded) = load().await?;
+        if let Some(encoded) = encoded {
             if let Some(versions) = versions {
                 inner
                     .store_encoded(key, &encoded, ttl, &tags, Some(versions))
@@ -262,7 +326,7 @@ impl Cache {
             }
             leader.complete(encoded.bytes);
         }
-        Ok(value)
+        Ok((value, Origin::Loader))
     }
 
     pub async fn invalidate_by_tag(&self, tag: &str) -> u64 {
@@ -278,8 +342,9 @@ impl Cache {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
         let n = self
             .inner
-            .invalidate(PendingInvalidation::Tags { tags: tags.clone() })
-            .await;
+            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, false)
+            .await
+            .unwrap_or(0);
         Counters::add(&self.inner.counters.invalidations, 1);
         match tags.as_slice() {
             [tag] => info!("Invalidated {n} cache entries for tag: {tag}"),
@@ -291,19 +356,48 @@ impl Cache {
         n
     }
 
+    /// Invalidates `tags` when the caller has already recorded the
+    /// invalidation in the shared journal (a service writes it in the same
+    /// database transaction as the event that caused it). Returns `true` if
+    /// the store took it now, so the caller may remove its journal entry;
+    /// `false` if it could not, in which case the entry stays for the
+    /// maintenance task, which applies it before reads resume.
+    pub async fn invalidate_recorded<S: AsRef<str>>(&self, tags: &[S]) -> bool {
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        let applied = self
+            .inner
+            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, true)
+            .await;
+        Counters::add(&self.inner.counters.invalidations, 1);
+        if let Some(n) = applied {
+            info!(
+                "Invalidated {n} cache entries for tags: {}",
+                tags.join(", ")
+            );
+        }
+        applied.is_some()
+    }
+
     /// Deletes the entries whose keys match the Redis-style `glob`, only
     /// under this cache's prefix. Returns how many were deleted.
     pub async fn clear_pattern(&self, glob: &str) -> u64 {
         self.inner
-            .invalidate(PendingInvalidation::Pattern {
-                pattern: glob.to_string(),
-            })
+            .invalidate(
+                PendingInvalidation::Pattern {
+                    pattern: glob.to_string(),
+                },
+                false,
+            )
             .await
+            .unwrap_or(0)
     }
 
     /// Deletes everything under this cache's prefix (never FLUSHDB).
     pub async fn flush_all(&self) -> u64 {
-        self.inner.invalidate(PendingInvalidation::FlushAll).await
+        self.inner
+            .invalidate(PendingInvalidation::FlushAll, false)
+            .await
+            .unwrap_or(0)
     }
 
     /// Pre-populates many entries at once: one pipeline, not one round trip
@@ -524,20 +618,25 @@ impl Inner {
         stored
     }
 
-    /// Applies an invalidation, or journals it if Redis cannot take it now.
-    async fn invalidate(&self, op: PendingInvalidation) -> u64 {
+    /// Applies an invalidation; if Redis cannot take it now, journals it
+    /// (unless the caller already did) and returns `None`.
+    async fn invalidate(&self, op: PendingInvalidation, journaled: bool) -> Option<u64> {
         // Before the store changes: a `remember` that starts after this call
         // returns must not join a flight whose loader started before it.
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match &self.store {
-            Store::Embedded(_) => self.apply(&op).await.unwrap_or(0),
+            Store::Embedded(_) => self.apply(&op).await.ok(),
             Store::Redis(_) => {
                 let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
                 match attempt {
-                    Ok(n) => n,
+                    Ok(n) => Some(n),
                     Err(e) => {
-                        self.journal(op, &e).await;
-                        0
+                        if !journaled {
+                            self.journal(op, &e).await;
+                        } else if self.breaker.trip() {
+                            self.wake.notify_one();
+                        }
+                        None
                     }
                 }
             }
@@ -616,6 +715,18 @@ impl Inner {
 
 fn valid_key(key: &str) -> bool {
     !key.is_empty() && !key.starts_with('~')
+}
+
+/// The JSON of an encoded value: a slice of it when stored plain.
+fn json_of(key: &str, encoded: &Bytes) -> Option<Bytes> {
+    match codec::decode_json(encoded) {
+        Ok(std::borrow::Cow::Borrowed(_)) => Some(encoded.slice(1..)),
+        Ok(std::borrow::Cow::Owned(json)) => Some(Bytes::from(json)),
+        Err(e) => {
+            warn!(key, error = %e, "cached value unreadable: treated as a miss");
+            None
+        }
+    }
 }
 
 fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> Option<T> {

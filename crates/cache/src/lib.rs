@@ -55,7 +55,7 @@ mod maintenance;
 pub mod stats;
 mod store;
 
-pub use cache::{Cache, SetOptions};
+pub use cache::{Cache, Origin, SetOptions};
 pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use serde::{Deserialize, Serialize};
-use spywatcher_cache::{Cache, CacheConfig, SetOptions};
+use spywatcher_cache::{Cache, CacheConfig, Origin, SetOptions};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Row {
@@ -219,4 +219,41 @@ fn a_prefix_with_glob_characters_is_refused() {
     .err()
     .expect("refused");
     assert!(err.to_string().contains("prefix"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_json_serves_the_stored_json_and_says_where_it_came_from() {
+    for setup in Setup::all() {
+        let cache = setup.cache();
+        let load = || async { Ok::<_, ()>(rows(100)) };
+        let (first, origin) = cache
+            .remember_json("j", Duration::from_secs(60), &["t"], load)
+            .await
+            .unwrap();
+        assert_eq!(origin, Origin::Loader, "{}", setup.name());
+        let (second, origin) = cache
+            .remember_json("j", Duration::from_secs(60), &["t"], load)
+            .await
+            .unwrap();
+        assert!(origin.is_hit(), "{}", setup.name());
+        assert_eq!(first, second);
+        assert!(serde_json::from_slice::<Vec<Row>>(&second).unwrap() == rows(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_recorded_by_the_caller_is_not_journaled_twice() {
+    let mut server = RedisServer::start();
+    let journal = std::sync::Arc::new(spywatcher_cache::MemoryJournal::new());
+    let cache = redis_cache_with_journal(&server, journal.clone());
+    cache.set("k", &1, SetOptions::default().tags(["t"])).await;
+    assert!(cache.invalidate_recorded(&["t"]).await, "Redis took it");
+    assert_eq!(cache.get::<i32>("k").await, None);
+    server.kill();
+    assert!(!cache.invalidate_recorded(&["t"]).await, "Redis down");
+    assert!(journal.is_empty(), "the caller's own record stands for it");
+    assert!(
+        cache.is_degraded(),
+        "no reads from Redis until the journal is applied"
+    );
 }
