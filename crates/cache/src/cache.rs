@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     epoch: AtomicU64,
     /// Wakes the maintenance task when the breaker trips.
     pub wake: Arc<Notify>,
+    /// In-process pub/sub of the embedded mode.
+    local_bus: tokio::sync::broadcast::Sender<(String, Bytes)>,
 }
 
 impl Cache {
@@ -124,6 +126,7 @@ impl Cache {
             flights: Flights::default(),
             epoch: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            local_bus: tokio::sync::broadcast::channel(1024).0,
             store,
             config,
         });
@@ -438,6 +441,35 @@ impl Cache {
         };
         Counters::add(&inner.counters.sets, stored);
         stored
+    }
+
+    /// Publishes `message` (as JSON) on `channel`, under the pub/sub prefix
+    /// (`<prefix>pubsub:<channel>`): through Redis, or in process when
+    /// embedded. Fire-and-forget, like Redis pub/sub itself: returns whether
+    /// the message left this process.
+    pub async fn publish<T: Serialize + ?Sized>(&self, channel: &str, message: &T) -> bool {
+        let inner = &self.inner;
+        let Ok(payload) = serde_json::to_vec(message) else {
+            return false;
+        };
+        let channel = format!("{}pubsub:{channel}", inner.config.prefix);
+        match &inner.store {
+            Store::Embedded(_) => {
+                // No receiver is not a failure: nobody listens yet.
+                let _ = inner.local_bus.send((channel, Bytes::from(payload)));
+                true
+            }
+            Store::Redis(store) => inner
+                .redis_call(inner.config.op_timeout, store.publish(&channel, &payload))
+                .await
+                .is_ok(),
+        }
+    }
+
+    /// Messages published in this process (embedded mode): full channel
+    /// name and JSON payload.
+    pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<(String, Bytes)> {
+        self.inner.local_bus.subscribe()
     }
 
     /// Applies the pending-invalidation journal now (the maintenance task

@@ -60,3 +60,8 @@ pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};
 pub use stats::{CacheStats, TypeStats};
+
+/// The exact `redis` connection set-up of the Redis store, for benchmarks
+/// that compare the cache with raw commands on the same kind of connection.
+#[doc(hidden)]
+pub use store::redis::manager_config as redis_manager_config;

@@ -114,7 +114,7 @@ impl Counters {
                         misses,
                         hit_rate: hit_rate(hits, misses),
                     };
-                    (name.clone(), stats)
+                    (name.trim_end_matches(':').to_string(), stats)
                 })
                 .collect(),
         }

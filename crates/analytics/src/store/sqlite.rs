@@ -14,11 +14,13 @@ use crate::domain::Event;
 /// 32,766; stay well under it.
 const ROWS_PER_STATEMENT: usize = 20_000 / COLUMN_COUNT;
 
-/// `sqlite://path?mode=rwc`, `sqlite::memory:`, or a plain file path
+/// `sqlite://path` (`?mode=` as sqlx reads it), `sqlite::memory:`, or a plain file path
 /// (created if missing).
 pub(crate) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     let opts = if url.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(url)?
+        // Like a plain path, `sqlite://file.db` creates the file unless the
+        // URL says otherwise (`?mode=ro`, `?mode=rw`).
+        SqliteConnectOptions::from_str(url)?.create_if_missing(!url.contains("mode="))
     } else {
         SqliteConnectOptions::new()
             .filename(url)

@@ -1,0 +1,6 @@
+//! One module per command of the CLI.
+
+pub mod cache;
+pub mod migrate;
+pub mod seed;
+pub mod serve;

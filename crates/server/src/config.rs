@@ -1,0 +1,356 @@
+//! Settings from environment variables (and a `.env` file, read by `main`).
+//!
+//! Everything is parsed once, at start-up, into typed values; a bad value
+//! stops the start with a message naming the variable (SPEC 6).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use spywatcher_analytics::AnalyticsKind;
+
+/// A variable with an unusable value.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+/// Where the cache keeps its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheBackend {
+    /// In process (no `REDIS_URL`).
+    Embedded,
+    /// A standalone Redis.
+    Redis { url: String },
+}
+
+/// Every setting of the service. `Settings::from_env()` reads the process
+/// environment; tests build one with [`Settings::from_lookup`] or by hand.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub cache: CacheBackend,
+    pub redis_rate_limiting: bool,
+    pub admin_token: Option<String>,
+    pub ingest_token: Option<String>,
+    pub api_token: Option<String>,
+    pub cache_prefix: String,
+    /// TTL per analytics (SPEC 2.3), overridable by `CACHE_TTL_<KIND>` in seconds.
+    pub ttls: HashMap<AnalyticsKind, Duration>,
+    /// Bound of the in-process cache, in bytes.
+    pub cache_memory_bytes: u64,
+    pub compression_threshold: usize,
+    pub cache_op_timeout: Duration,
+    pub breaker_cooldown: Duration,
+    pub journal_interval: Duration,
+    /// Requests per minute per client on the analytics routes; 0 turns it off.
+    pub rate_limit_per_minute: u32,
+    pub body_limit_bytes: usize,
+}
+
+/// The TTLs of SPEC 2.3.
+pub fn default_ttl(kind: AnalyticsKind) -> Duration {
+    let minutes = match kind {
+        AnalyticsKind::Ghosts | AnalyticsKind::Lurkers | AnalyticsKind::Shifts => 5,
+        AnalyticsKind::Heatmap => 15,
+        AnalyticsKind::Roles => 10,
+        AnalyticsKind::Clients => 2,
+    };
+    Duration::from_secs(minutes * 60)
+}
+
+impl Settings {
+    /// From the process environment.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// From any source of variables (a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let vars = Vars(&get);
+        let cache = match (vars.text("REDIS_URL"), vars.text("REDIS_CLUSTER_NODES")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    variable: "REDIS_CLUSTER_NODES",
+                    message: "set either REDIS_URL or REDIS_CLUSTER_NODES, not both".into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "REDIS_CLUSTER_NODES",
+                    message: "Redis Cluster is not supported by this version yet; use REDIS_URL for a standalone Redis".into(),
+                });
+            }
+            (Some(url), None) => CacheBackend::Redis {
+                url: redis_url(
+                    &url,
+                    vars.text("REDIS_PASSWORD"),
+                    vars.bool("REDIS_TLS", false)?,
+                )?,
+            },
+            (None, None) => CacheBackend::Embedded,
+        };
+        let mut ttls = HashMap::new();
+        for &kind in AnalyticsKind::ALL {
+            let variable = ttl_variable(kind);
+            let ttl = match vars.parse::<u64>(variable, "a number of seconds")? {
+                Some(0) => {
+                    return Err(ConfigError {
+                        variable,
+                        message: "must be at least 1 second".into(),
+                    });
+                }
+                Some(secs) => Duration::from_secs(secs),
+                None => default_ttl(kind),
+            };
+            ttls.insert(kind, ttl);
+        }
+        let cache_prefix = vars
+            .text("CACHE_PREFIX")
+            .unwrap_or_else(|| "spywatcher:".into());
+        if cache_prefix.contains(['*', '?', '[', ']']) {
+            return Err(ConfigError {
+                variable: "CACHE_PREFIX",
+                message: format!("{cache_prefix:?} contains glob characters (* ? [ ])"),
+            });
+        }
+        Ok(Settings {
+            host: vars
+                .parse("HOST", "an IP address such as 0.0.0.0 or 127.0.0.1")?
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: vars
+                .parse("PORT", "a port number from 0 to 65535")?
+                .unwrap_or(3001),
+            database_url: vars
+                .text("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://spywatcher.db".into()),
+            cache,
+            redis_rate_limiting: vars.bool("ENABLE_REDIS_RATE_LIMITING", false)?,
+            admin_token: vars.token("ADMIN_TOKEN")?,
+            ingest_token: vars.token("INGEST_TOKEN")?,
+            api_token: vars.token("API_TOKEN")?,
+            cache_prefix,
+            ttls,
+            cache_memory_bytes: vars
+                .parse("CACHE_MEMORY_MAX_BYTES", "a number of bytes")?
+                .unwrap_or(64 * 1024 * 1024),
+            compression_threshold: vars
+                .parse("CACHE_COMPRESSION_THRESHOLD", "a number of bytes")?
+                .unwrap_or(1024),
+            cache_op_timeout: vars
+                .millis("CACHE_TIMEOUT_MS")?
+                .unwrap_or(Duration::from_millis(250)),
+            breaker_cooldown: vars
+                .millis("CACHE_BREAKER_COOLDOWN_MS")?
+                .unwrap_or(Duration::from_secs(1)),
+            journal_interval: vars
+                .millis("CACHE_JOURNAL_INTERVAL_MS")?
+                .unwrap_or(Duration::from_secs(1)),
+            rate_limit_per_minute: vars
+                .parse(
+                    "RATE_LIMIT_PER_MINUTE",
+                    "a number of requests (0 turns limiting off)",
+                )?
+                .unwrap_or(6000),
+            body_limit_bytes: vars
+                .parse("BODY_LIMIT_BYTES", "a number of bytes")?
+                .unwrap_or(1024 * 1024),
+        })
+    }
+
+    pub fn ttl(&self, kind: AnalyticsKind) -> Duration {
+        self.ttls
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| default_ttl(kind))
+    }
+}
+
+/// `CACHE_TTL_GHOSTS`, `CACHE_TTL_LURKERS`, ...
+pub fn ttl_variable(kind: AnalyticsKind) -> &'static str {
+    match kind {
+        AnalyticsKind::Ghosts => "CACHE_TTL_GHOSTS",
+        AnalyticsKind::Lurkers => "CACHE_TTL_LURKERS",
+        AnalyticsKind::Heatmap => "CACHE_TTL_HEATMAP",
+        AnalyticsKind::Roles => "CACHE_TTL_ROLES",
+        AnalyticsKind::Clients => "CACHE_TTL_CLIENTS",
+        AnalyticsKind::Shifts => "CACHE_TTL_SHIFTS",
+    }
+}
+
+/// Applies `REDIS_PASSWORD` and `REDIS_TLS` to `REDIS_URL`, and checks it.
+fn redis_url(url: &str, password: Option<String>, tls: bool) -> Result<String, ConfigError> {
+    let bad = |message: String| ConfigError {
+        variable: "REDIS_URL",
+        message,
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad(format!("{url:?} is not a URL like redis://host:6379")))?;
+    let scheme = match (scheme, tls) {
+        ("redis", false) => "redis",
+        ("redis" | "rediss", true) | ("rediss", false) => "rediss",
+        _ => {
+            return Err(bad(format!(
+                "scheme {scheme:?} is not redis:// or rediss://"
+            )));
+        }
+    };
+    let rest = match password {
+        Some(password) if !rest.contains('@') => format!(":{}@{rest}", percent_encode(&password)),
+        _ => rest.to_string(),
+    };
+    let url = format!("{scheme}://{rest}");
+    redis::Client::open(url.as_str()).map_err(|e| bad(e.to_string()))?;
+    Ok(url)
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Typed access to the variables, each error naming its variable.
+struct Vars<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    /// The value, trimmed; unset and empty are the same.
+    fn text(&self, variable: &str) -> Option<String> {
+        (self.0)(variable)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        variable: &'static str,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.text(variable)
+            .map(|v| {
+                v.parse().map_err(|_| ConfigError {
+                    variable,
+                    message: format!("expected {expected}, got {v:?}"),
+                })
+            })
+            .transpose()
+    }
+
+    fn millis(&self, variable: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self
+            .parse::<u64>(variable, "a number of milliseconds")?
+            .map(Duration::from_millis))
+    }
+
+    fn bool(&self, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self
+            .text(variable)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError {
+                variable,
+                message: format!("expected true or false, got {other:?}"),
+            }),
+        }
+    }
+
+    /// A bearer token: long enough to resist guessing, and sendable in a header.
+    fn token(&self, variable: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(token) = self.text(variable) else {
+            return Ok(None);
+        };
+        if token.len() < 16 {
+            return Err(ConfigError {
+                variable,
+                message: "must be at least 16 characters".into(),
+            });
+        }
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(ConfigError {
+                variable,
+                message: "must be printable ASCII without spaces".into(),
+            });
+        }
+        Ok(Some(token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 3001);
+        assert_eq!(s.cache, CacheBackend::Embedded);
+        assert_eq!(s.cache_prefix, "spywatcher:");
+        assert_eq!(s.ttl(AnalyticsKind::Heatmap), Duration::from_secs(900));
+        assert_eq!(s.ttl(AnalyticsKind::Clients), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (vars, variable) in [
+            (vec![("PORT", "eighty")], "PORT"),
+            (vec![("PORT", "70000")], "PORT"),
+            (vec![("REDIS_URL", "localhost:6379")], "REDIS_URL"),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+            (
+                vec![("ENABLE_REDIS_RATE_LIMITING", "maybe")],
+                "ENABLE_REDIS_RATE_LIMITING",
+            ),
+            (vec![("ADMIN_TOKEN", "short")], "ADMIN_TOKEN"),
+            (vec![("CACHE_TTL_GHOSTS", "0")], "CACHE_TTL_GHOSTS"),
+            (vec![("CACHE_TTL_ROLES", "ten")], "CACHE_TTL_ROLES"),
+            (vec![("CACHE_PREFIX", "spy*")], "CACHE_PREFIX"),
+            (
+                vec![("REDIS_CLUSTER_NODES", "a:1,b:2")],
+                "REDIS_CLUSTER_NODES",
+            ),
+        ] {
+            let err = settings(&vars).unwrap_err();
+            assert_eq!(err.variable, variable, "{err}");
+            assert!(err.to_string().starts_with(variable));
+        }
+    }
+
+    #[test]
+    fn password_and_tls_are_applied_to_the_redis_url() {
+        let s = settings(&[
+            ("REDIS_URL", "redis://cache.internal:6380/2"),
+            ("REDIS_PASSWORD", "p@ss word"),
+            ("REDIS_TLS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cache,
+            CacheBackend::Redis {
+                url: "rediss://:p%40ss%20word@cache.internal:6380/2".into()
+            }
+        );
+    }
+}

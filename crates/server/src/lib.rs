@@ -1,0 +1,29 @@
+//! spywatcher: the service that joins the event store and analytics
+//! (`spywatcher-analytics`) with the cache layer (`spywatcher-cache`) behind
+//! an HTTP API.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment (SPEC 6), parsed once.
+//! - [`startup`]: [`startup::Application::build`] makes the whole service
+//!   from settings; `main` and the API tests start it the same way.
+//! - [`service`]: analytics through the cache (keys, TTLs, tags of SPEC
+//!   2.3), ingestion with precise invalidation (SPEC 2.4), and the database
+//!   journal of pending invalidations. No HTTP in it.
+//! - [`routes`]: thin HTTP handlers, one module per URL subtree
+//!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`).
+//! - [`auth`], [`rate_limit`], [`error`]: bearer tokens and roles, 429s, and
+//!   every error as `{"error", "message"}`.
+//! - [`cli`] and [`commands`]: `serve [--demo]`, `seed`, `migrate`,
+//!   `cache {stats,clear,invalidate}`.
+
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod rate_limit;
+pub mod routes;
+pub mod service;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

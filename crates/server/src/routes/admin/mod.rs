@@ -1,0 +1,3 @@
+//! `/api/admin/...`: operator routes, admin token only.
+
+pub mod monitoring;

@@ -1,0 +1,3 @@
+//! `/api/admin/monitoring/...`
+
+pub mod cache;

@@ -1,0 +1,81 @@
+//! The HTTP API (SPEC 4). The module tree mirrors the URL tree: the handler
+//! of `/api/admin/monitoring/cache/stats` is `admin::monitoring::cache::stats`.
+
+pub mod admin;
+pub mod analytics;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, Role};
+use crate::error::ApiError;
+use crate::rate_limit;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let role = |role: Role| from_fn_with_state((state.clone(), role), auth::require);
+
+    // Layers added later run first: authentication, then rate limiting.
+    let analytics = Router::new()
+        .route(
+            "/api/analytics/{kind}",
+            get(analytics::analytics).post(analytics::analytics),
+        )
+        .route_layer(from_fn_with_state(state.clone(), rate_limit::limit))
+        .route_layer(role(Role::Read));
+
+    let events = Router::new()
+        .route("/api/events/{kind}", post(events::ingest))
+        .route_layer(role(Role::Ingest));
+
+    use admin::monitoring::cache;
+    let admin = Router::new()
+        .route("/api/admin/monitoring/cache/stats", get(cache::stats))
+        .route("/api/admin/monitoring/cache/clear", delete(cache::clear))
+        .route(
+            "/api/admin/monitoring/cache/invalidate/{tag}",
+            delete(cache::invalidate),
+        )
+        .route("/api/admin/monitoring/cache/warm", post(cache::warm))
+        .route_layer(role(Role::Admin));
+
+    let public = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::document));
+
+    Router::new()
+        .merge(analytics)
+        .merge(events)
+        .merge(admin)
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::Internal("a handler panicked".into()).into_response()
+}

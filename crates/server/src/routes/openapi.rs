@@ -1,0 +1,135 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document of the whole API.
+//!
+//! Written out by hand from SPEC 4 rather than generated: the API is small,
+//! and a test checks that every route the router serves is documented here.
+
+use axum::Json;
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+pub async fn document() -> Json<Value> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    Json(DOCUMENT.get_or_init(build).clone())
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn build() -> Value {
+    let analytics_params = json!([
+        { "name": "type", "in": "path", "required": true,
+          "schema": { "type": "string", "enum": ["ghosts", "lurkers", "heatmap", "roles", "clients", "shifts"] } },
+        { "name": "guildId", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Snowflake" } },
+        { "name": "since", "in": "query", "required": false,
+          "description": "RFC 3339 timestamp or epoch milliseconds", "schema": { "type": "string" } },
+        { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }
+    ]);
+    let analytics_responses = json!({
+        "200": {
+            "description": "The analytics rows. `X-Cache: hit|miss`, `ETag`.",
+            "headers": {
+                "X-Cache": { "schema": { "type": "string", "enum": ["hit", "miss"] } },
+                "ETag": { "schema": { "type": "string" } }
+            },
+            "content": { "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } }
+        },
+        "304": { "description": "Not modified (If-None-Match matched the current ETag)" },
+        "400": error_response("Bad guildId or since"),
+        "401": error_response("Missing or unknown token"),
+        "403": error_response("Token lacks the read role"),
+        "404": error_response("Unknown analytics type"),
+        "429": error_response("Rate limited; see Retry-After")
+    });
+    let analytics_op = |verb: &str| {
+        json!({
+            "summary": format!("One behaviour analytics for a guild ({verb})"),
+            "security": [{ "bearer": [] }],
+            "parameters": analytics_params,
+            "responses": analytics_responses
+        })
+    };
+    let admin = |summary: &str, extra: Value| {
+        let mut op = json!({
+            "summary": summary,
+            "security": [{ "bearer": [] }],
+            "responses": {
+                "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
+                "401": error_response("Missing or unknown token"),
+                "403": error_response("Not the admin token")
+            }
+        });
+        if let (Some(op), Some(extra)) = (op.as_object_mut(), extra.as_object()) {
+            op.extend(extra.clone());
+        }
+        op
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "spywatcher",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Discord server behaviour analytics, served through a Redis-backed cache."
+        },
+        "paths": {
+            "/api/analytics/{type}": { "get": analytics_op("GET"), "post": analytics_op("POST alias") },
+            "/api/events/{kind}": {
+                "post": {
+                    "summary": "Ingest one event or a batch (all or nothing)",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [{ "name": "kind", "in": "path", "required": true,
+                        "schema": { "type": "string", "enum": ["messages", "typing", "presence", "role-changes", "member-joins"] } }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "oneOf": [{ "$ref": "#/components/schemas/Event" },
+                                  { "type": "array", "items": { "$ref": "#/components/schemas/Event" } }] } } } },
+                    "responses": {
+                        "201": { "description": "Stored after commit", "content": { "application/json": { "schema": {
+                            "type": "object", "properties": { "stored": { "type": "integer" } } } } } },
+                        "400": error_response("Malformed JSON"),
+                        "401": error_response("Missing or unknown token"),
+                        "403": error_response("Token lacks the ingest role"),
+                        "404": error_response("Unknown event kind"),
+                        "413": error_response("Body too large"),
+                        "422": error_response("An invalid event: names its index and field; nothing stored")
+                    }
+                }
+            },
+            "/api/admin/monitoring/cache/stats": { "get": admin("Cache statistics: {stats, status, timestamp}", json!({})) },
+            "/api/admin/monitoring/cache/clear": { "delete": admin("Delete every entry under the cache prefix: {message, deleted, timestamp}", json!({})) },
+            "/api/admin/monitoring/cache/invalidate/{tag}": { "delete": admin("Invalidate a tag: {tag, invalidated, timestamp}", json!({
+                "parameters": [{ "name": "tag", "in": "path", "required": true,
+                    "schema": { "type": "string", "pattern": "^[A-Za-z0-9:_.-]{1,200}$" } }]
+            })) },
+            "/api/admin/monitoring/cache/warm": { "post": admin("Compute and cache all six analytics of a guild", json!({
+                "parameters": [{ "name": "guildId", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Snowflake" } }]
+            })) },
+            "/health/live": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
+            "/health/ready": { "get": { "summary": "Readiness: database and cache state",
+                "responses": { "200": { "description": "Ready or degraded" }, "503": { "description": "Database unavailable" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "Text exposition format" } } } },
+            "/api/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Snowflake": { "type": "string", "pattern": "^[0-9]{1,20}$" },
+                "Error": { "type": "object", "required": ["error", "message"],
+                    "properties": { "error": { "type": "string" }, "message": { "type": "string" },
+                                    "index": { "type": "integer" }, "field": { "type": "string" } } },
+                "Event": { "type": "object", "required": ["guildId", "userId", "username"],
+                    "properties": {
+                        "guildId": { "$ref": "#/components/schemas/Snowflake" },
+                        "userId": { "$ref": "#/components/schemas/Snowflake" },
+                        "username": { "type": "string" },
+                        "channelId": { "$ref": "#/components/schemas/Snowflake" },
+                        "channel": { "type": "string" },
+                        "content": { "type": "string" },
+                        "clients": { "type": "array", "items": { "type": "string", "enum": ["desktop", "mobile", "web"] } },
+                        "addedRoles": { "type": "array", "items": { "type": "string" } },
+                        "accountAgeDays": { "type": "integer", "minimum": 0 },
+                        "createdAt": { "type": "string", "description": "RFC 3339; defaults to now" }
+                    } }
+            }
+        }
+    })
+}

@@ -1,0 +1,111 @@
+//! The service: analytics served through the cache, events ingested with
+//! precise invalidation. It joins the two libraries and knows nothing of
+//! HTTP; the routes call it.
+
+pub mod journal;
+pub mod keys;
+
+use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::json;
+use spywatcher_analytics::{
+    AnalyticsKind, Event, EventKind, EventStore, GuildId, Since, StoreError,
+};
+use spywatcher_cache::{Cache, Origin};
+use tracing::warn;
+
+#[derive(Clone)]
+pub struct Spywatcher {
+    pub store: EventStore,
+    pub cache: Cache,
+    ttls: HashMap<AnalyticsKind, Duration>,
+}
+
+impl Spywatcher {
+    pub fn new(store: EventStore, cache: Cache, ttls: HashMap<AnalyticsKind, Duration>) -> Self {
+        Spywatcher { store, cache, ttls }
+    }
+
+    fn ttl(&self, kind: AnalyticsKind) -> Duration {
+        self.ttls
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| crate::config::default_ttl(kind))
+    }
+
+    /// One analytics as JSON, from the cache or computed by the database.
+    pub async fn analytics(
+        &self,
+        kind: AnalyticsKind,
+        guild: &GuildId,
+        since: Option<Since>,
+    ) -> Result<(Bytes, Origin), StoreError> {
+        let key = keys::entry_key(kind, guild, since.as_ref());
+        let tags = keys::entry_tags(kind, guild);
+        let (json, origin) = self
+            .cache
+            .remember_json(&key, self.ttl(kind), &tags, || {
+                self.store.analytics_now(kind, guild, since)
+            })
+            .await?;
+        metrics::counter!("spywatcher_analytics_requests_total",
+            "type" => kind.as_str(), "cache" => if origin.is_hit() { "hit" } else { "miss" })
+        .increment(1);
+        Ok((json, origin))
+    }
+
+    /// Stores a batch of events, then invalidates exactly the analytics
+    /// they change (SPEC 2.4), then announces it on
+    /// `cache:invalidated:{guildId}`.
+    ///
+    /// With Redis, the invalidation is first recorded in the database in the
+    /// same transaction as the events: if Redis cannot take it, or this
+    /// process dies before it could, any instance applies it before its
+    /// cache serves reads again.
+    pub async fn ingest(&self, kind: EventKind, events: &[Event]) -> Result<u64, StoreError> {
+        let guilds: BTreeSet<&GuildId> = events.iter().map(|e| &e.guild_id).collect();
+        let tags: Vec<String> = guilds
+            .iter()
+            .flat_map(|guild| keys::event_tags(kind, guild))
+            .collect();
+        let stored = if self.cache.backend_name() == "embedded" {
+            let stored = self.store.ingest(events).await?;
+            if !tags.is_empty() {
+                self.cache.invalidate_by_tags(&tags).await;
+            }
+            stored
+        } else {
+            let (stored, journal_id) = self.store.ingest_with_journal(events, &tags).await?;
+            if let Some(id) = journal_id
+                && self.cache.invalidate_recorded(&tags).await
+                && let Err(e) = self.store.remove_invalidations(&[id]).await
+            {
+                // Harmless: the entry will be applied once more, then removed.
+                warn!(error = %e, "could not remove an applied journal entry");
+            }
+            stored
+        };
+        let timestamp = Utc::now().to_rfc3339();
+        for guild in guilds {
+            let message = json!({ "event": kind.as_str(), "guildId": guild.as_str(), "timestamp": timestamp });
+            self.cache
+                .publish(&keys::invalidated_channel(guild), &message)
+                .await;
+        }
+        metrics::counter!("spywatcher_events_ingested_total", "kind" => kind.as_str())
+            .increment(stored);
+        Ok(stored)
+    }
+
+    /// Computes and caches all six analytics of a guild.
+    pub async fn warm(&self, guild: &GuildId) -> Result<usize, StoreError> {
+        for &kind in AnalyticsKind::ALL {
+            self.analytics(kind, guild, None).await?;
+        }
+        Ok(AnalyticsKind::ALL.len())
+    }
+}

@@ -1,0 +1,157 @@
+//! Builds the whole application from [`Settings`]: database, cache, router,
+//! listener. `main` and the tests start the service the same way.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use spywatcher_analytics::EventStore;
+use spywatcher_cache::{Backend, Cache, CacheConfig};
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use crate::auth::{Tokens, generate_token};
+use crate::config::{CacheBackend, Settings};
+use crate::rate_limit::RateLimiter;
+use crate::routes;
+use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// The admin token made at start when none was configured.
+    pub generated_admin_token: Option<String>,
+}
+
+impl Application {
+    pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        let store = connect_store(&settings.database_url).await?;
+        let cache = build_cache(settings, &store)?;
+        if let CacheBackend::Redis { .. } = settings.cache {
+            if cache.ping().await {
+                info!("Redis connected successfully");
+            } else {
+                error!(
+                    "Redis connection error: no answer at start; serving from the database until it answers"
+                );
+            }
+        }
+        let generated_admin_token = settings.admin_token.is_none().then(generate_token);
+        let admin = settings
+            .admin_token
+            .clone()
+            .or_else(|| generated_admin_token.clone())
+            .unwrap_or_default();
+        let tokens = Tokens::new(
+            admin,
+            settings.ingest_token.clone(),
+            settings.api_token.clone(),
+        );
+        let rate_limiter = match (&settings.cache, settings.redis_rate_limiting) {
+            (CacheBackend::Redis { url }, true) => {
+                RateLimiter::redis(url, &settings.cache_prefix, settings.rate_limit_per_minute)?
+            }
+            (CacheBackend::Embedded, true) => {
+                anyhow::bail!("ENABLE_REDIS_RATE_LIMITING: needs REDIS_URL")
+            }
+            _ => RateLimiter::memory(settings.rate_limit_per_minute),
+        };
+        let state = AppState {
+            service: Spywatcher::new(store, cache, settings.ttls.clone()),
+            tokens: Arc::new(tokens),
+            rate_limiter: Arc::new(rate_limiter),
+            metrics: metrics_handle(),
+            body_limit: settings.body_limit_bytes,
+        };
+        let address = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("PORT: cannot listen on {address}"))?;
+        Ok(Application {
+            listener,
+            state,
+            generated_admin_token,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; requests in flight then finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = routes::router(self.state);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+pub async fn connect_store(database_url: &str) -> anyhow::Result<EventStore> {
+    EventStore::connect(database_url)
+        .await
+        .with_context(|| format!("DATABASE_URL: cannot open {}", redact(database_url)))
+}
+
+fn build_cache(settings: &Settings, store: &EventStore) -> anyhow::Result<Cache> {
+    let backend = match &settings.cache {
+        CacheBackend::Embedded => Backend::Embedded,
+        CacheBackend::Redis { url } => Backend::Redis { url: url.clone() },
+    };
+    let config = CacheConfig {
+        backend,
+        prefix: settings.cache_prefix.clone(),
+        compression_threshold: settings.compression_threshold,
+        embedded_max_bytes: settings.cache_memory_bytes,
+        op_timeout: settings.cache_op_timeout,
+        breaker_cooldown: settings.breaker_cooldown,
+        journal_interval: settings.journal_interval,
+        stat_groups: keys::stat_groups(),
+        ..CacheConfig::default()
+    };
+    let cache = match settings.cache {
+        CacheBackend::Embedded => Cache::new(config),
+        CacheBackend::Redis { .. } => {
+            Cache::with_journal(config, DatabaseJournal::new(store.clone()))
+        }
+    };
+    cache.context("REDIS_URL")
+}
+
+/// One Prometheus recorder per process: the `metrics` facade is global.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
