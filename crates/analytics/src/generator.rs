@@ -267,7 +267,10 @@ impl GuildSim {
 
     fn event(&mut self) -> Event {
         let m = pick(&mut self.rng, &self.member_cdf);
-        let weights = self.members[m].archetype.kind_weights();
+        let mut weights = self.members[m].archetype.kind_weights();
+        if self.members[m].role_churner {
+            weights[3] += 10;
+        }
         let kind = pick_weighted(&mut self.rng, &weights);
         let mut t = self.rng.random_range(self.start..self.end);
         let member = &self.members[m];
@@ -355,7 +358,7 @@ fn member(rng: &mut ChaCha8Rng, i: u32, start: i64, end: i64) -> Member {
         ClientSet::EMPTY
     };
     let role_churner = rng.random_bool(0.08);
-    let mut m = Member {
+    Member {
         id: snowflake(rng),
         name,
         rename,
@@ -363,12 +366,7 @@ fn member(rng: &mut ChaCha8Rng, i: u32, start: i64, end: i64) -> Member {
         role_churner,
         clients,
         added_clients,
-    };
-    if m.role_churner && m.archetype == Archetype::Lurker {
-        // Lurkers who churn roles still only show up as presence otherwise.
-        m.role_churner = true;
     }
-    m
 }
 
 /// Cumulative weights 1/(rank+1)^s, normalised to end at 1.

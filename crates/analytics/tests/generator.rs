@@ -11,7 +11,14 @@ use spywatcher_analytics::{
 };
 
 fn config(seed: u64, guilds: u32, events: u64) -> GeneratorConfig {
-    GeneratorConfig { seed, guilds, users: 120, days: 30, events, end: now() }
+    GeneratorConfig {
+        seed,
+        guilds,
+        users: 120,
+        days: 30,
+        events,
+        end: now(),
+    }
 }
 
 /// Every analytics of every guild, with and without `since`.
@@ -61,20 +68,34 @@ async fn same_config_same_data_and_every_analytics_has_rows() {
 
     let b = sqlite().await;
     generate_into(&b.store, &cfg, |_, _| {}).await.unwrap();
-    assert_eq!(snapshot(&a.store, &guilds).await, snapshot(&b.store, &guilds).await);
+    assert_eq!(
+        snapshot(&a.store, &guilds).await,
+        snapshot(&b.store, &guilds).await
+    );
 
     let other = config(8, 2, 8_000);
-    assert_ne!(generated_guild_ids(&other), guilds, "the seed picks the guilds");
+    assert_ne!(
+        generated_guild_ids(&other),
+        guilds,
+        "the seed picks the guilds"
+    );
 }
 
 #[tokio::test]
 async fn a_guild_does_not_depend_on_the_others() {
     let one = sqlite().await;
-    generate_into(&one.store, &config(3, 1, 3_000), |_, _| {}).await.unwrap();
+    generate_into(&one.store, &config(3, 1, 3_000), |_, _| {})
+        .await
+        .unwrap();
     let three = sqlite().await;
-    generate_into(&three.store, &config(3, 3, 9_000), |_, _| {}).await.unwrap();
+    generate_into(&three.store, &config(3, 3, 9_000), |_, _| {})
+        .await
+        .unwrap();
     let first = &generated_guild_ids(&config(3, 1, 3_000))[..1];
-    assert_eq!(snapshot(&one.store, first).await, snapshot(&three.store, first).await);
+    assert_eq!(
+        snapshot(&one.store, first).await,
+        snapshot(&three.store, first).await
+    );
 }
 
 #[tokio::test]
@@ -84,8 +105,14 @@ async fn postgres_and_sqlite_agree_on_generated_data() {
     let (s, p) = (sqlite().await, postgres().await);
     generate_into(&s.store, &cfg, |_, _| {}).await.unwrap();
     generate_into(&p.store, &cfg, |_, _| {}).await.unwrap();
-    let (left, right) = (snapshot(&s.store, &guilds).await, snapshot(&p.store, &guilds).await);
+    let (left, right) = (
+        snapshot(&s.store, &guilds).await,
+        snapshot(&p.store, &guilds).await,
+    );
     for (i, (l, r)) in left.iter().zip(&right).enumerate() {
-        assert_eq!(l, r, "snapshot entry {i} differs between sqlite and postgres");
+        assert_eq!(
+            l, r,
+            "snapshot entry {i} differs between sqlite and postgres"
+        );
     }
 }

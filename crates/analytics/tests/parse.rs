@@ -7,11 +7,16 @@ use serde_json::{Value, json};
 use spywatcher_analytics::{ClientSet, EventKind, Payload, parse_events_at};
 
 fn error(kind: EventKind, body: Value) -> String {
-    parse_events_at(kind, body, now()).expect_err("should be rejected").to_string()
+    parse_events_at(kind, body, now())
+        .expect_err("should be rejected")
+        .to_string()
 }
 
 fn base() -> serde_json::Map<String, Value> {
-    json!({"guildId": "1", "userId": "2", "username": "ann"}).as_object().unwrap().clone()
+    json!({"guildId": "1", "userId": "2", "username": "ann"})
+        .as_object()
+        .unwrap()
+        .clone()
 }
 
 fn with(fields: Value) -> Value {
@@ -23,8 +28,14 @@ fn with(fields: Value) -> Value {
 #[test]
 fn each_kind_parses_its_fields() {
     let cases = [
-        (EventKind::Message, json!({"channelId": "3", "channel": "general", "content": "hi"})),
-        (EventKind::Typing, json!({"channelId": "3", "channel": "general"})),
+        (
+            EventKind::Message,
+            json!({"channelId": "3", "channel": "general", "content": "hi"}),
+        ),
+        (
+            EventKind::Typing,
+            json!({"channelId": "3", "channel": "general"}),
+        ),
         (EventKind::Presence, json!({"clients": ["web", "desktop"]})),
         (EventKind::RoleChange, json!({"addedRoles": ["VIP"]})),
         (EventKind::MemberJoin, json!({"accountAgeDays": 0})),
@@ -53,37 +64,124 @@ fn a_batch_is_an_array_and_created_at_takes_both_forms() {
     ]);
     let events = parse_events_at(EventKind::Presence, body, now()).unwrap();
     assert_eq!(events[0].created_at, events[1].created_at);
-    assert_eq!(events[1].payload, Payload::Presence { clients: ClientSet::MOBILE });
+    assert_eq!(
+        events[1].payload,
+        Payload::Presence {
+            clients: ClientSet::MOBILE
+        }
+    );
 }
 
 #[test]
 fn rejections_name_the_event_and_field() {
     let typing = |overrides: Value| {
         let mut body = with(json!({"channelId": "3", "channel": "general"}));
-        body.as_object_mut().unwrap().extend(overrides.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(overrides.as_object().unwrap().clone());
         body
     };
     let cases = [
-        (EventKind::Typing, typing(json!({"userId": "12a"})), "event 0: field \"userId\": must be 1-20 decimal digits"),
-        (EventKind::Typing, typing(json!({"guildId": "123456789012345678901"})), "event 0: field \"guildId\": must be 1-20 decimal digits"),
-        (EventKind::Typing, typing(json!({"channelId": 3})), "event 0: field \"channelId\": must be a string of 1-20 decimal digits"),
-        (EventKind::Typing, typing(json!({"username": ""})), "event 0: field \"username\": must not be empty"),
-        (EventKind::Typing, typing(json!({"username": "x".repeat(101)})), "event 0: field \"username\": must be at most 100 characters"),
-        (EventKind::Typing, typing(json!({"username": ["ann"]})), "event 0: field \"username\": must be a string"),
-        (EventKind::Typing, typing(json!({"createdAt": "yesterday"})), "event 0: field \"createdAt\": must be an RFC 3339 timestamp or epoch milliseconds"),
-        (EventKind::Typing, typing(json!({"typo": 1})), "event 0: field \"typo\": unknown field"),
-        (EventKind::Typing, with(json!({"channel": "general"})), "event 0: field \"channelId\": is required"),
-        (EventKind::Message, typing(json!({"content": "x".repeat(4001)})), "event 0: field \"content\": must be at most 4000 characters"),
-        (EventKind::Message, typing(json!({"content": "a\u{0}b"})), "event 0: field \"content\": must not contain NUL characters"),
-        (EventKind::Presence, with(json!({"clients": ["tv"]})), "event 0: field \"clients\": unknown client \"tv\" (expected desktop, mobile or web)"),
-        (EventKind::Presence, with(json!({"clients": "web"})), "event 0: field \"clients\": must be an array"),
-        (EventKind::RoleChange, with(json!({"addedRoles": [1]})), "event 0: field \"addedRoles\": must be an array of strings"),
-        (EventKind::RoleChange, with(json!({"addedRoles": vec!["r"; 251]})), "event 0: field \"addedRoles\": at most 250 roles"),
-        (EventKind::MemberJoin, with(json!({"accountAgeDays": -1})), "event 0: field \"accountAgeDays\": must be a non-negative integer"),
-        (EventKind::MemberJoin, with(json!({"accountAgeDays": 1.5})), "event 0: field \"accountAgeDays\": must be a non-negative integer"),
-        (EventKind::MemberJoin, json!("hello"), "event 0: field \"(body)\": expected a JSON object or an array of objects"),
-        (EventKind::MemberJoin, json!([]), "event 0: field \"(body)\": the batch is empty"),
-        (EventKind::MemberJoin, json!([with(json!({"accountAgeDays": 1})), 5]), "event 1: field \"(body)\": expected a JSON object"),
+        (
+            EventKind::Typing,
+            typing(json!({"userId": "12a"})),
+            "event 0: field \"userId\": must be 1-20 decimal digits",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"guildId": "123456789012345678901"})),
+            "event 0: field \"guildId\": must be 1-20 decimal digits",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"channelId": 3})),
+            "event 0: field \"channelId\": must be a string of 1-20 decimal digits",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"username": ""})),
+            "event 0: field \"username\": must not be empty",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"username": "x".repeat(101)})),
+            "event 0: field \"username\": must be at most 100 characters",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"username": ["ann"]})),
+            "event 0: field \"username\": must be a string",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"createdAt": "yesterday"})),
+            "event 0: field \"createdAt\": must be an RFC 3339 timestamp or epoch milliseconds",
+        ),
+        (
+            EventKind::Typing,
+            typing(json!({"typo": 1})),
+            "event 0: field \"typo\": unknown field",
+        ),
+        (
+            EventKind::Typing,
+            with(json!({"channel": "general"})),
+            "event 0: field \"channelId\": is required",
+        ),
+        (
+            EventKind::Message,
+            typing(json!({"content": "x".repeat(4001)})),
+            "event 0: field \"content\": must be at most 4000 characters",
+        ),
+        (
+            EventKind::Message,
+            typing(json!({"content": "a\u{0}b"})),
+            "event 0: field \"content\": must not contain NUL characters",
+        ),
+        (
+            EventKind::Presence,
+            with(json!({"clients": ["tv"]})),
+            "event 0: field \"clients\": unknown client \"tv\" (expected desktop, mobile or web)",
+        ),
+        (
+            EventKind::Presence,
+            with(json!({"clients": "web"})),
+            "event 0: field \"clients\": must be an array",
+        ),
+        (
+            EventKind::RoleChange,
+            with(json!({"addedRoles": [1]})),
+            "event 0: field \"addedRoles\": must be an array of strings",
+        ),
+        (
+            EventKind::RoleChange,
+            with(json!({"addedRoles": vec!["r"; 251]})),
+            "event 0: field \"addedRoles\": at most 250 roles",
+        ),
+        (
+            EventKind::MemberJoin,
+            with(json!({"accountAgeDays": -1})),
+            "event 0: field \"accountAgeDays\": must be a non-negative integer",
+        ),
+        (
+            EventKind::MemberJoin,
+            with(json!({"accountAgeDays": 1.5})),
+            "event 0: field \"accountAgeDays\": must be a non-negative integer",
+        ),
+        (
+            EventKind::MemberJoin,
+            json!("hello"),
+            "event 0: field \"(body)\": expected a JSON object or an array of objects",
+        ),
+        (
+            EventKind::MemberJoin,
+            json!([]),
+            "event 0: field \"(body)\": the batch is empty",
+        ),
+        (
+            EventKind::MemberJoin,
+            json!([with(json!({"accountAgeDays": 1})), 5]),
+            "event 1: field \"(body)\": expected a JSON object",
+        ),
     ];
     for (kind, body, expected) in cases {
         assert_eq!(error(kind, body), expected);

@@ -25,6 +25,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid event: {0}")]
     Invalid(#[from] ValidationError),
+    #[error("unsupported database URL {0:?} (expected postgres://..., sqlite:... or a file path)")]
+    UnsupportedUrl(String),
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
 }
@@ -78,8 +80,12 @@ impl EventStore {
             || database_url.starts_with("postgresql://")
         {
             Backend::Postgres(postgres::connect(database_url).await?)
-        } else {
+        } else if database_url.starts_with("sqlite:") || !database_url.contains("://") {
             Backend::Sqlite(sqlite::connect(database_url).await?)
+        } else {
+            // Not a file path that happens to contain "://": refuse rather
+            // than create a SQLite file named after a MySQL URL.
+            return Err(StoreError::UnsupportedUrl(database_url.to_owned()));
         };
         let store = EventStore { backend };
         store.migrate().await?;
