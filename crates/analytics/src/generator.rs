@@ -75,7 +75,8 @@ const CHUNK: usize = 5_000;
 
 /// The ids of the guilds `config` generates, in generation order.
 pub fn generated_guild_ids(config: &GeneratorConfig) -> Vec<GuildId> {
-    (0..config.guilds)
+    // At least one guild, as `generate_into` does.
+    (0..config.guilds.max(1))
         .map(|i| guild_id(config.seed, i))
         .collect()
 }
@@ -99,7 +100,7 @@ pub async fn generate_into(
         .collect();
     let mut done = 0;
     progress(0, config.events);
-    while done < config.events {
+    while sims.iter().any(|s| s.remaining > 0) {
         for sim in sims.iter_mut().filter(|s| s.remaining > 0) {
             let chunk = sim.next_chunk(CHUNK);
             done += store.ingest(&chunk).await?;
