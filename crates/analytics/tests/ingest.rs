@@ -143,3 +143,11 @@ async fn a_store_reopens_a_sqlite_file_and_answers_ping() {
     assert_eq!(store.event_count().await.unwrap(), 1);
     assert_eq!(postgres().await.store.backend_name(), "postgres");
 }
+
+#[tokio::test]
+async fn an_unknown_url_scheme_is_refused() {
+    let err = spywatcher_analytics::EventStore::connect("mysql://localhost/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+}

@@ -1,5 +1,6 @@
--- Users seen online (presence) who never typed nor wrote in the guild. The
--- HAVING clause leaves only presence rows, so count(*) counts presences.
+-- Users seen online (presence) who never typed nor wrote in the guild (since
+-- `since`, like every input of an analytics). The HAVING clause leaves only
+-- users whose rows are all presences, so count(*) counts presences.
 SELECT user_id,
        {latest_username} AS username,
        count(*) AS presence_count,
