@@ -91,7 +91,8 @@ impl Spywatcher {
         };
         let timestamp = Utc::now().to_rfc3339();
         for guild in guilds {
-            let message = json!({ "event": kind.as_str(), "guildId": guild.as_str(), "timestamp": timestamp });
+            let message =
+                json!({ "event": kind, "guildId": guild.as_str(), "timestamp": timestamp });
             self.cache
                 .publish(&keys::invalidated_channel(guild), &message)
                 .await;

@@ -1,0 +1,157 @@
+use spywatcher_analytics::AnalyticsKind;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_analytics_is_served_through_the_cache_on_both_databases() {
+    for db in BOTH_DATABASES {
+        let env = TestEnv::new(db, true).await;
+        let app = env.spawn().await;
+        let guilds = seed(&app.store).await;
+        let guild = &guilds[0];
+        for &kind in AnalyticsKind::ALL {
+            let first = app.analytics(kind.as_str(), guild).await;
+            assert_eq!(first.status().as_u16(), 200, "{db:?} {kind}");
+            assert_eq!(header(&first, "x-cache"), "miss");
+            let etag = header(&first, "etag");
+            assert!(etag.starts_with('"') && etag.len() > 2);
+            let rows = json(first).await;
+            let expected = app
+                .store
+                .analytics_now(kind, guild, None)
+                .await
+                .unwrap()
+                .to_json();
+            assert_eq!(rows, expected, "{db:?} {kind}");
+            assert!(
+                !rows.as_array().unwrap().is_empty(),
+                "{db:?} {kind}: seed data gives rows"
+            );
+
+            let second = app.analytics(kind.as_str(), guild).await;
+            assert_eq!(header(&second, "x-cache"), "hit", "{db:?} {kind}");
+            assert_eq!(header(&second, "etag"), etag);
+            assert_eq!(json(second).await, rows);
+
+            let not_modified = app
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/api/analytics/{kind}?guildId={}", guild.as_str()),
+                    Some(API),
+                )
+                .header("If-None-Match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(not_modified.status().as_u16(), 304);
+            assert_eq!(header(&not_modified, "etag"), etag);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_and_the_post_alias() {
+    let env = TestEnv::new(Db::Sqlite, false).await;
+    let app = env.spawn().await;
+    let guilds = seed(&app.store).await;
+    let guild = guilds[0].as_str();
+    let since_ms = (chrono::Utc::now() - chrono::Duration::days(3)).timestamp_millis();
+    let rfc3339 = chrono::DateTime::from_timestamp_millis(since_ms)
+        .unwrap()
+        .to_rfc3339();
+    let by_ms = json(
+        app.get(
+            &format!("/api/analytics/heatmap?guildId={guild}&since={since_ms}"),
+            Some(API),
+        )
+        .await,
+    )
+    .await;
+    let by_rfc = app
+        .request(reqwest::Method::GET, "/api/analytics/heatmap", Some(API))
+        .query(&[("guildId", guild), ("since", rfc3339.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&by_rfc, "x-cache"), "hit", "same since, same key");
+    assert_eq!(json(by_rfc).await, by_ms);
+    let all = json(
+        app.get(
+            &format!("/api/analytics/heatmap?guildId={guild}"),
+            Some(API),
+        )
+        .await,
+    )
+    .await;
+    assert_ne!(all, by_ms, "since narrows the result");
+
+    let posted = app
+        .request(reqwest::Method::POST, "/api/analytics/heatmap", Some(API))
+        .json(&serde_json::json!({ "guildId": guild, "since": since_ms }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 200);
+    assert_eq!(json(posted).await, by_ms);
+    let posted_query = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/analytics/heatmap?guildId={guild}"),
+            Some(API),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(posted_query).await, all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_analytics_requests_get_4xx_json() {
+    let env = TestEnv::new(Db::Sqlite, false).await;
+    let app = env.spawn().await;
+    for (path, status, mentions) in [
+        ("/api/analytics/ghosts", 400, "guildId"),
+        ("/api/analytics/ghosts?guildId=", 400, "guildId"),
+        ("/api/analytics/ghosts?guildId=abc", 400, "guildId"),
+        (
+            "/api/analytics/ghosts?guildId=123456789012345678901",
+            400,
+            "guildId",
+        ),
+        ("/api/analytics/ghosts?guildId=-1", 400, "guildId"),
+        (
+            "/api/analytics/ghosts?guildId=1&since=yesterday",
+            400,
+            "since",
+        ),
+        (
+            "/api/analytics/ghosts?guildId=1&since=2024-13-45T00:00:00Z",
+            400,
+            "since",
+        ),
+        ("/api/analytics/vampires?guildId=1", 404, "vampires"),
+    ] {
+        let body = assert_error(app.get(path, Some(API)).await, status).await;
+        assert!(
+            body["message"].as_str().unwrap().contains(mentions),
+            "{path}: {body}"
+        );
+    }
+    let not_json = app
+        .request(reqwest::Method::POST, "/api/analytics/ghosts", Some(API))
+        .body("{guildId: 1")
+        .send()
+        .await
+        .unwrap();
+    assert_error(not_json, 400).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_result_is_cached() {
+    let env = TestEnv::new(Db::Sqlite, true).await;
+    let app = env.spawn().await;
+    let first = app.get("/api/analytics/roles?guildId=999", Some(API)).await;
+    assert_eq!(json(first).await, serde_json::json!([]));
+    let second = app.get("/api/analytics/roles?guildId=999", Some(API)).await;
+    assert_eq!(header(&second, "x-cache"), "hit");
+}

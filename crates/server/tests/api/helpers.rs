@@ -1,0 +1,218 @@
+//! One way to start what an API test needs: the real application on a free
+//! port, a fresh database (SQLite file or PostgreSQL database), and a private
+//! redis-server when the test wants Redis.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response};
+use spywatcher::config::{CacheBackend, Settings};
+use spywatcher::startup::Application;
+use spywatcher_analytics::{EventStore, GeneratorConfig, GuildId, generate_into};
+use spywatcher_testkit::postgres::TestDatabase;
+pub use spywatcher_testkit::redis::RedisServer;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "admin-token-for-tests-0001";
+pub const INGEST: &str = "ingest-token-for-tests-0001";
+pub const API: &str = "api-token-for-tests-00000001";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub const BOTH_DATABASES: [Db; 2] = [Db::Sqlite, Db::Postgres];
+
+enum Database {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
+/// A database and (optionally) a Redis, shared by the instances a test starts.
+pub struct TestEnv {
+    database: Database,
+    pub redis: Option<RedisServer>,
+}
+
+impl TestEnv {
+    pub async fn new(db: Db, with_redis: bool) -> TestEnv {
+        let database = match db {
+            Db::Sqlite => Database::Sqlite(tempfile::tempdir().expect("temp dir")),
+            Db::Postgres => {
+                Database::Postgres(TestDatabase::create().await.expect("test database"))
+            }
+        };
+        TestEnv {
+            database,
+            redis: with_redis.then(RedisServer::start),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Database::Sqlite(dir) => {
+                format!("sqlite://{}", dir.path().join("spywatcher.db").display())
+            }
+            Database::Postgres(db) => db.url().to_string(),
+        }
+    }
+
+    /// Settings for an instance: fast timeouts so outages take milliseconds.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::from_lookup(|_| None).expect("default settings");
+        settings.host = [127, 0, 0, 1].into();
+        settings.port = 0;
+        settings.database_url = self.database_url();
+        settings.cache = match &self.redis {
+            Some(redis) => CacheBackend::Redis { url: redis.url() },
+            None => CacheBackend::Embedded,
+        };
+        settings.admin_token = Some(ADMIN.into());
+        settings.ingest_token = Some(INGEST.into());
+        settings.api_token = Some(API.into());
+        settings.cache_op_timeout = Duration::from_millis(100);
+        settings.breaker_cooldown = Duration::from_millis(200);
+        settings.journal_interval = Duration::from_millis(200);
+        settings.rate_limit_per_minute = 100_000;
+        settings
+    }
+
+    pub async fn spawn(&self) -> TestApp {
+        self.spawn_with(self.settings()).await
+    }
+
+    pub async fn spawn_with(&self, settings: Settings) -> TestApp {
+        let app = Application::build(&settings)
+            .await
+            .expect("application builds");
+        let port = app.port();
+        let store = app.state().service.store.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            store,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+}
+
+/// A running instance of the service.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// The instance's own database handle, for uncached computations.
+    pub store: EventStore,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn analytics(&self, kind: &str, guild: &GuildId) -> Response {
+        self.get(
+            &format!("/api/analytics/{kind}?guildId={}", guild.as_str()),
+            Some(API),
+        )
+        .await
+    }
+
+    pub async fn post_events(&self, kind: &str, body: serde_json::Value) -> Response {
+        self.request(Method::POST, &format!("/api/events/{kind}"), Some(INGEST))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    /// Ends the instance at once, as a crash would (its tasks are aborted).
+    pub fn kill(mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// Small deterministic data: two guilds whose every analytics has rows.
+pub async fn seed(store: &EventStore) -> Vec<GuildId> {
+    let config = GeneratorConfig {
+        guilds: 2,
+        users: 60,
+        events: 4_000,
+        end: chrono::Utc::now(),
+        ..GeneratorConfig::default()
+    };
+    generate_into(store, &config, |_, _| {})
+        .await
+        .expect("seed data")
+        .guilds
+}
+
+pub async fn json(response: Response) -> serde_json::Value {
+    response.json().await.expect("JSON body")
+}
+
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Asserts an error response: status and the JSON body SPEC 4 requires.
+pub async fn assert_error(response: Response, status: u16) -> serde_json::Value {
+    let got = response.status().as_u16();
+    let content_type = header(&response, "content-type");
+    let body = json(response).await;
+    assert_eq!(got, status, "{body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "{body}"
+    );
+    body
+}

@@ -1,0 +1,12 @@
+//! API tests: the real application over real HTTP, on SQLite and PostgreSQL,
+//! with a private redis-server.
+
+mod helpers;
+
+mod admin;
+mod analytics;
+mod auth;
+mod events;
+mod health;
+mod invalidation;
+mod outage;
