@@ -142,6 +142,19 @@ async fn a_store_reopens_a_sqlite_file_and_answers_ping() {
     store.migrate().await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 1);
     assert_eq!(postgres().await.store.backend_name(), "postgres");
+    // A sqlite:// URL creates its file too; an explicit read-only mode does not.
+    let fresh = dir.path().join("fresh.db");
+    spywatcher_analytics::EventStore::connect(&format!("sqlite://{}", fresh.display()))
+        .await
+        .unwrap();
+    assert!(fresh.exists());
+    let missing = dir.path().join("missing.db");
+    let read_only = format!("sqlite://{}?mode=ro", missing.display());
+    assert!(
+        spywatcher_analytics::EventStore::connect(&read_only)
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
