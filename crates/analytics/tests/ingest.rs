@@ -164,3 +164,40 @@ async fn an_unknown_url_scheme_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
 }
+
+#[tokio::test]
+async fn concurrent_batches_on_a_sqlite_file_all_commit() {
+    // Writers queue on SQLite's single write lock (busy timeout) instead of
+    // failing with "database is locked".
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        spywatcher_analytics::EventStore::connect(dir.path().join("c.db").to_str().unwrap())
+            .await
+            .unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch: Vec<_> = (0..500)
+                    .map(|i| typing(GUILD, &(w * 1000 + i).to_string(), "u", "10", days_ago(1)))
+                    .collect();
+                for _ in 0..3 {
+                    store.ingest(&batch).await.unwrap();
+                    store
+                        .analytics(
+                            spywatcher_analytics::AnalyticsKind::Ghosts,
+                            &guild(GUILD),
+                            None,
+                            now(),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.event_count().await.unwrap(), 8 * 500 * 3);
+}
