@@ -201,3 +201,36 @@ async fn concurrent_batches_on_a_sqlite_file_all_commit() {
     }
     assert_eq!(store.event_count().await.unwrap(), 8 * 500 * 3);
 }
+
+#[tokio::test]
+async fn a_caller_that_gives_up_does_not_cut_a_batch_in_half() {
+    for b in [sqlite().await, postgres().await] {
+        let batch: Vec<_> = (0..20_000)
+            .map(|i| typing(GUILD, &(i % 50).to_string(), "u", "10", days_ago(1)))
+            .collect();
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(1), b.store.ingest(&batch)).await;
+        assert!(
+            gave_up.is_err(),
+            "{}: the batch should outlast 1 ms",
+            b.name
+        );
+        // The batch commits whole in the background; the pool stays usable.
+        let mut count = 0;
+        for _ in 0..200 {
+            count = b.store.event_count().await.unwrap();
+            if count == 20_000 {
+                break;
+            }
+            assert_eq!(count, 0, "{}: a partial batch is visible", b.name);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(count, 20_000, "{}", b.name);
+        assert_eq!(
+            b.store.ingest(&batch[..10]).await.unwrap(),
+            10,
+            "{}",
+            b.name
+        );
+    }
+}

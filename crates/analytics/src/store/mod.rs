@@ -29,6 +29,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
+    #[error("the write task failed: {0}")]
+    Aborted(String),
 }
 
 #[derive(Clone, Debug)]
@@ -138,11 +140,29 @@ impl EventStore {
                 .map_err(|v| ValidationError::from_violation(index, v))?;
         }
         let tags_json = (!tags.is_empty()).then(|| journal::encode_tags(tags));
+        // The transaction runs in a task of its own, so that a caller that
+        // gives up (a request timeout, a client that hangs up) cannot drop
+        // it half-way: sqlx 0.9 can then hand back a PostgreSQL connection
+        // with a transaction still open (sqlx issue 4385). Once started, a
+        // batch commits or rolls back whole, whoever is still waiting.
+        let store = self.clone();
+        let events = events.to_vec();
+        tokio::spawn(async move { store.write_batch(&events, tags_json.as_deref()).await })
+            .await
+            .map_err(|e| StoreError::Aborted(e.to_string()))?
+    }
+
+    /// One transaction: the events, then the journal entry if any.
+    async fn write_batch(
+        &self,
+        events: &[Event],
+        tags_json: Option<&str>,
+    ) -> Result<(u64, Option<i64>), StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let stored = InsertEvents::insert_events(&mut *tx, events).await?;
-            let id = match &tags_json {
+            let id = match tags_json {
                 Some(tags) => Some(
                     sqlx::query_scalar::<_, i64>(journal::INSERT)
                         .bind(tags)
