@@ -430,3 +430,23 @@ async fn a_guild_without_events_has_empty_analytics() {
         check(&b, *kind, None, json!([])).await;
     }
 }
+
+#[tokio::test]
+async fn the_latest_username_wins_and_equal_times_go_to_the_last_inserted() {
+    let t = days_ago(1);
+    let events = vec![
+        role_change(GUILD, "1", "first", t),
+        role_change(GUILD, "1", "second", t),
+        role_change(GUILD, "1", "older", t - Duration::milliseconds(1)),
+        // A later event of a kind the analytics does not count is ignored.
+        presence(GUILD, "1", "elsewhere", &["web"], now()),
+    ];
+    let b = both_with(&events).await;
+    check(
+        &b,
+        Roles,
+        None,
+        json!([{"userId": "1", "username": "second", "roleChangeCount": 3, "roleDriftScore": 1}]),
+    )
+    .await;
+}

@@ -24,5 +24,6 @@ pub struct ClientDriftRow {
 impl Analytics for ClientDriftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Clients;
     const TEMPLATE: &'static str = include_str!("sql/clients.sql");
+    const COUNTED_KINDS: &'static str = "3";
     const PARAMS: &'static [Param] = WINDOW_PARAMS;
 }

@@ -20,5 +20,6 @@ pub struct GhostRow {
 impl Analytics for GhostRow {
     const KIND: AnalyticsKind = AnalyticsKind::Ghosts;
     const TEMPLATE: &'static str = include_str!("sql/ghosts.sql");
+    const COUNTED_KINDS: &'static str = "1, 2";
     const PARAMS: &'static [Param] = SINCE_PARAMS;
 }

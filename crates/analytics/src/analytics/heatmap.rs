@@ -19,5 +19,6 @@ pub struct HeatmapRow {
 impl Analytics for HeatmapRow {
     const KIND: AnalyticsKind = AnalyticsKind::Heatmap;
     const TEMPLATE: &'static str = include_str!("sql/heatmap.sql");
+    const COUNTED_KINDS: &'static str = "2";
     const PARAMS: &'static [Param] = SINCE_PARAMS;
 }

@@ -18,5 +18,6 @@ pub struct LurkerRow {
 impl Analytics for LurkerRow {
     const KIND: AnalyticsKind = AnalyticsKind::Lurkers;
     const TEMPLATE: &'static str = include_str!("sql/lurkers.sql");
+    const COUNTED_KINDS: &'static str = "3";
     const PARAMS: &'static [Param] = SINCE_PARAMS;
 }

@@ -18,5 +18,6 @@ pub struct RoleDriftRow {
 impl Analytics for RoleDriftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Roles;
     const TEMPLATE: &'static str = include_str!("sql/roles.sql");
+    const COUNTED_KINDS: &'static str = "4";
     const PARAMS: &'static [Param] = SINCE_PARAMS;
 }

@@ -22,5 +22,6 @@ pub struct BehaviorShiftRow {
 impl Analytics for BehaviorShiftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Shifts;
     const TEMPLATE: &'static str = include_str!("sql/shifts.sql");
+    const COUNTED_KINDS: &'static str = "1, 2";
     const PARAMS: &'static [Param] = WINDOW_PARAMS;
 }

@@ -3,9 +3,14 @@
 -- (desktop 1, mobile 2, web 4): the union of a window is the max of each bit.
 -- Reported: present in both windows with strictly more clients recently
 -- (a larger set cannot equal the old one, so "differ" follows).
-WITH per_user AS (
+SELECT r.user_id,
+       {latest_username} AS username,
+       CAST(r.old_d + r.old_m + r.old_w AS BIGINT) AS old_clients,
+       CAST(r.new_d + r.new_m + r.new_w AS BIGINT) AS new_clients,
+       CAST(1 AS BIGINT) AS client_drift_score
+FROM (
     SELECT user_id,
-           {latest_username} AS username,
+           max(created_at) AS last_at,
            count(*) FILTER (WHERE created_at < $3) AS old_n,
            count(*) FILTER (WHERE created_at >= $3) AS new_n,
            max(CASE WHEN created_at < $3 THEN clients & 1 ELSE 0 END) AS old_d,
@@ -17,14 +22,8 @@ WITH per_user AS (
     FROM events
     WHERE guild_id = $1 AND kind = 3 AND created_at >= $2 AND created_at <= $4
     GROUP BY user_id
-)
-SELECT user_id,
-       username,
-       CAST(old_d + old_m + old_w AS BIGINT) AS old_clients,
-       CAST(new_d + new_m + new_w AS BIGINT) AS new_clients,
-       CAST(1 AS BIGINT) AS client_drift_score
-FROM per_user
-WHERE old_n > 0
-  AND new_n > 0
-  AND new_d + new_m / 2 + new_w / 4 > old_d + old_m / 2 + old_w / 4
-ORDER BY user_id
+) r
+WHERE r.old_n > 0
+  AND r.new_n > 0
+  AND r.new_d + r.new_m / 2 + r.new_w / 4 > r.old_d + r.old_m / 2 + r.old_w / 4
+ORDER BY r.user_id
