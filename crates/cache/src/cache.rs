@@ -117,6 +117,7 @@ impl Cache {
                 url,
                 &config.prefix,
                 config.connect_timeout,
+                config.redis_read_hints,
             )?),
         };
         let inner = Arc::new(Inner {
@@ -174,7 +175,12 @@ impl Cache {
     /// The JSON stored under `key`, as bytes: for callers that pass cached
     /// JSON on without deserializing it.
     pub async fn get_json(&self, key: &str) -> Option<Bytes> {
-        let encoded = self.inner.fetch(key).await?;
+        let mut encoded = self.inner.fetch(key).await?;
+        if codec::is_plain(&encoded) {
+            // In place: no reference count taken and dropped for a slice.
+            bytes::Buf::advance(&mut encoded, 1);
+            return Some(encoded);
+        }
         json_of(key, &encoded)
     }
 

@@ -66,6 +66,11 @@ pub(crate) fn encode_json(json: &[u8], compression_threshold: usize) -> Encoded 
     }
 }
 
+/// Is this encoded value plain JSON after its flag byte (not compressed)?
+pub(crate) fn is_plain(encoded: &[u8]) -> bool {
+    encoded.first() == Some(&PLAIN)
+}
+
 /// The JSON of an encoded value, decompressed if it was stored compressed.
 pub(crate) fn decode_json(encoded: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CodecError> {
     match encoded.split_first() {
@@ -94,22 +99,78 @@ pub(crate) fn new_version() -> String {
 
 /// Splits an envelope read from Redis into its value, skipping the header.
 pub(crate) fn envelope_value(envelope: Bytes) -> Result<Bytes, CodecError> {
-    let corrupt = |why: &str| CodecError::Corrupt(format!("envelope: {why}"));
-    let data = &envelope[..];
-    if data.first() != Some(&b'1') {
-        return Err(corrupt("unknown format"));
+    Ok(Envelope::parse(envelope)?.into_value())
+}
+
+/// An envelope read from Redis, its header parsed: the tags the entry was
+/// written under, with the version each had then, and the value.
+pub(crate) struct Envelope {
+    data: Bytes,
+    /// Start of each tag's name in `data`, and its length; the version (16
+    /// bytes) follows the name.
+    tags: Vec<(usize, usize)>,
+    value_start: usize,
+}
+
+impl Envelope {
+    pub fn parse(data: Bytes) -> Result<Envelope, CodecError> {
+        let corrupt = |why: &str| CodecError::Corrupt(format!("envelope: {why}"));
+        let bytes = &data[..];
+        if bytes.first() != Some(&b'1') {
+            return Err(corrupt("unknown format"));
+        }
+        let (count, mut pos) = read_decimal(bytes, 1).ok_or_else(|| corrupt("tag count"))?;
+        let mut tags = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let (len, next) = read_decimal(bytes, pos).ok_or_else(|| corrupt("tag length"))?;
+            pos = next
+                .checked_add(len)
+                .and_then(|p| p.checked_add(16))
+                .filter(|&p| p <= bytes.len())
+                .ok_or_else(|| corrupt("truncated"))?;
+            tags.push((next, len));
+        }
+        if pos >= bytes.len() {
+            return Err(corrupt("truncated"));
+        }
+        Ok(Envelope {
+            data,
+            tags,
+            value_start: pos,
+        })
     }
-    let mut pos = 1;
-    let (count, next) = read_decimal(data, pos).ok_or_else(|| corrupt("tag count"))?;
-    pos = next;
-    for _ in 0..count {
-        let (len, next) = read_decimal(data, pos).ok_or_else(|| corrupt("tag length"))?;
-        pos = next + len + 16;
+
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
     }
-    if pos >= data.len() {
-        return Err(corrupt("truncated"));
+
+    pub fn tag(&self, i: usize) -> &[u8] {
+        let (start, len) = self.tags[i];
+        &self.data[start..start + len]
     }
-    Ok(envelope.slice(pos..))
+
+    pub fn version(&self, i: usize) -> &[u8] {
+        let (start, len) = self.tags[i];
+        &self.data[start + len..start + len + 16]
+    }
+
+    /// Is the entry current, given its tags' markers as read from Redis (in
+    /// the order of its tags)? A missing marker (invalidated or evicted) or
+    /// another version means it is not.
+    pub fn is_current<M: AsRef<[u8]>>(&self, markers: &[Option<M>]) -> bool {
+        markers.len() == self.tags.len()
+            && markers
+                .iter()
+                .enumerate()
+                .all(|(i, m)| m.as_ref().is_some_and(|m| m.as_ref() == self.version(i)))
+    }
+
+    /// The value (flag byte and data), without copying.
+    pub fn into_value(self) -> Bytes {
+        let mut data = self.data;
+        bytes::Buf::advance(&mut data, self.value_start);
+        data
+    }
 }
 
 /// Parses `<digits>\n` at `pos`; returns the number and the position after the newline.
@@ -151,6 +212,31 @@ mod tests {
         env.extend_from_slice(&value);
         let got = envelope_value(Bytes::from(env)).unwrap();
         assert_eq!(decode::<Vec<i32>>(&got).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn envelope_tags_and_versions_are_read() {
+        let mut env = b"12\n5\nguild0123456789abcdef3\nabcfedcba9876543210".to_vec();
+        env.extend_from_slice(b"j[]");
+        let env = Envelope::parse(Bytes::from(env)).unwrap();
+        assert_eq!(env.tag_count(), 2);
+        assert_eq!(
+            (env.tag(0), env.version(0)),
+            (&b"guild"[..], &b"0123456789abcdef"[..])
+        );
+        assert_eq!(
+            (env.tag(1), env.version(1)),
+            (&b"abc"[..], &b"fedcba9876543210"[..])
+        );
+        let current = [
+            Some(&b"0123456789abcdef"[..]),
+            Some(&b"fedcba9876543210"[..]),
+        ];
+        assert!(env.is_current(&current));
+        assert!(!env.is_current(&[current[0], None]));
+        assert!(!env.is_current(&[current[0], Some(&b"fedcba9876543211"[..])]));
+        assert!(!env.is_current(&current[..1]));
+        assert_eq!(&env.into_value()[..], b"j[]");
     }
 
     #[test]

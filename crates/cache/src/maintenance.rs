@@ -19,8 +19,12 @@ use tracing::{info, warn};
 use crate::cache::Inner;
 use crate::store::Store;
 
-/// Longest stretch of sweeping per tick, so the task never hogs Redis.
+/// Longest stretch of sweeping at once, so the task never hogs Redis...
 const SWEEP_BUDGET: Duration = Duration::from_millis(100);
+/// ...and the pause before the next stretch while stale entries remain: a
+/// large invalidation is swept at half speed, in a few seconds rather than
+/// the one stretch per `journal_interval` of an idle task.
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
 
 pub(crate) fn spawn(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
@@ -32,9 +36,15 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
         .max(Duration::from_millis(5));
     tokio::spawn(async move {
         let mut last_journal_check = Instant::now();
+        let mut sweep_pending = false;
         loop {
+            let pause = if sweep_pending {
+                SWEEP_PAUSE.min(tick)
+            } else {
+                tick
+            };
             tokio::select! {
-                _ = tokio::time::sleep(tick) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = wake.notified() => {}
             }
             let Some(inner) = Weak::upgrade(&weak) else {
@@ -45,18 +55,30 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             };
             if inner.breaker.is_open() {
                 recover(&inner).await;
-            } else if last_journal_check.elapsed() >= inner.config.journal_interval {
+                sweep_pending = false;
+                continue;
+            }
+            if last_journal_check.elapsed() >= inner.config.journal_interval {
                 last_journal_check = Instant::now();
                 if !inner.apply_journal().await {
                     inner.breaker.trip();
                     continue;
                 }
+                // Look for invalidated member sets at every journal check.
+                sweep_pending = true;
+            }
+            if sweep_pending {
+                sweep_pending = false;
                 let started = Instant::now();
                 while started.elapsed() < SWEEP_BUDGET {
                     let batch = store.sweep(inner.config.sweep_batch);
                     match tokio::time::timeout(inner.config.op_timeout, batch).await {
-                        Ok(Ok(true)) => {}
-                        _ => break,
+                        // More may remain: carry on, after a pause if out of budget.
+                        Ok(Ok(true)) => sweep_pending = true,
+                        _ => {
+                            sweep_pending = false;
+                            break;
+                        }
                     }
                 }
             }

@@ -8,15 +8,50 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Default)]
 struct Hits {
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: Striped,
+    misses: Striped,
+}
+
+/// A counter bumped on every read: spread over cache lines, one per thread
+/// (modulo [`STRIPES`]), so that callers on different cores do not write to
+/// one shared line on every in-process get (which moves the line between
+/// cores at each increment). Reading sums the stripes.
+#[derive(Default)]
+pub(crate) struct Striped([Padded; STRIPES]);
+
+const STRIPES: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl Striped {
+    fn add(&self, n: u64) {
+        use std::cell::Cell;
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        let stripe = STRIPE.with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            s.get()
+        });
+        self.0[stripe].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Live counters. Relaxed atomics: statistics, not synchronisation.
 pub(crate) struct Counters {
-    pub l1_hits: AtomicU64,
-    pub l2_hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub l1_hits: Striped,
+    pub l2_hits: Striped,
+    pub misses: Striped,
     pub sets: AtomicU64,
     pub deletes: AtomicU64,
     pub invalidations: AtomicU64,
@@ -37,9 +72,9 @@ impl Counters {
             .collect();
         groups.push(("other".to_string(), Hits::default()));
         Counters {
-            l1_hits: AtomicU64::new(0),
-            l2_hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            l1_hits: Striped::default(),
+            l2_hits: Striped::default(),
+            misses: Striped::default(),
             sets: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -66,13 +101,13 @@ impl Counters {
             Tier::L1 => &self.l1_hits,
             Tier::L2 => &self.l2_hits,
         }
-        .fetch_add(1, Ordering::Relaxed);
-        self.group(key).hits.fetch_add(1, Ordering::Relaxed);
+        .add(1);
+        self.group(key).hits.add(1);
     }
 
     pub fn miss(&self, key: &str) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        self.group(key).misses.fetch_add(1, Ordering::Relaxed);
+        self.misses.add(1);
+        self.group(key).misses.add(1);
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -81,10 +116,10 @@ impl Counters {
 
     pub fn snapshot(&self, server: ServerFigures, circuit: &str, backend: &str) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let l1_hits = get(&self.l1_hits);
-        let l2_hits = get(&self.l2_hits);
+        let l1_hits = self.l1_hits.get();
+        let l2_hits = self.l2_hits.get();
         let hits = l1_hits + l2_hits;
-        let misses = get(&self.misses);
+        let misses = self.misses.get();
         CacheStats {
             hits,
             misses,
@@ -108,7 +143,7 @@ impl Counters {
                 .groups
                 .iter()
                 .map(|(name, h)| {
-                    let (hits, misses) = (get(&h.hits), get(&h.misses));
+                    let (hits, misses) = (h.hits.get(), h.misses.get());
                     let stats = TypeStats {
                         hits,
                         misses,

@@ -1,6 +1,10 @@
 //! The standalone Redis store: every operation is one round trip (a script or
-//! a pipeline), whatever the number of entries under a tag.
+//! a pipeline), whatever the number of entries under a tag. Reads use no
+//! script: a pipelined `GET` + `MGET` of the entry and its tags' markers,
+//! checked here (see `hints.rs`); only the first read of an entry in a process
+//! (or after its tags changed) takes a second round trip.
 
+mod hints;
 mod keys;
 mod scripts;
 
@@ -10,6 +14,7 @@ use bytes::Bytes;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
+use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
 use self::scripts::Scripts;
 use super::{Lookup, Versions};
@@ -28,12 +33,20 @@ pub(crate) struct RedisStore {
     conn: ConnectionManager,
     keys: KeyLayout,
     scripts: Scripts,
+    // Boxed: they are touched once per read, and keep the store small.
+    hints: Box<Hints>,
+    epochs: Box<TagEpochs>,
 }
 
 impl RedisStore {
     /// Builds the store without waiting for Redis: a cache must start (and
     /// serve from its loaders) while Redis is down.
-    pub fn new(url: &str, prefix: &str, connect_timeout: Duration) -> Result<Self, ConfigError> {
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        connect_timeout: Duration,
+        read_hints: usize,
+    ) -> Result<Self, ConfigError> {
         let client = redis::Client::open(url).map_err(ConfigError::RedisUrl)?;
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config(connect_timeout))
             .map_err(ConfigError::RedisUrl)?;
@@ -41,6 +54,8 @@ impl RedisStore {
             conn,
             keys: KeyLayout::new(prefix),
             scripts: Scripts::new(),
+            hints: Box::new(Hints::new(read_hints)),
+            epochs: Box::new(TagEpochs::new()),
         })
     }
 
@@ -53,17 +68,73 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The entry's value if none of its tags was invalidated since it was
+    /// written. One round trip when the entry's tags are known here (see
+    /// `hints.rs`), two otherwise. A stale entry is left for the sweeper (or
+    /// its TTL) to delete: reads stay read-only.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        let envelope: Option<Vec<u8>> = self
-            .scripts
-            .get
-            .key(self.keys.entry(key))
-            .arg(&self.keys.marker_prefix)
-            .invoke_async(&mut self.conn())
-            .await?;
-        envelope
-            .map(|e| codec::envelope_value(Bytes::from(e)).map_err(StoreError::from))
-            .transpose()
+        type Markers = Vec<Option<Vec<u8>>>;
+        let entry_key = self.keys.entry(key);
+        let hint = self.hints.get(&entry_key).filter(|h| !h.markers.is_empty());
+        let mut conn = self.conn();
+        let suspect = hint.as_ref().is_some_and(|h| h.is_suspect(&self.epochs));
+        if let (Some(hint), true) = (&hint, suspect) {
+            // This process invalidated one of the tags since: if a marker is
+            // gone, the entry (if still there) is stale; skip fetching it.
+            let markers: Markers = redis::cmd("MGET")
+                .arg(&hint.markers[..])
+                .query_async(&mut conn)
+                .await?;
+            if markers.iter().any(Option::is_none) {
+                self.hints.remove(&entry_key);
+                return Ok(None);
+            }
+        }
+        let (envelope, markers): (Option<Vec<u8>>, Option<Markers>) = match &hint {
+            Some(hint) => {
+                let mut pipe = redis::pipe();
+                pipe.get(&entry_key).cmd("MGET").arg(&hint.markers[..]);
+                let (envelope, markers) = pipe.query_async(&mut conn).await?;
+                (envelope, Some(markers))
+            }
+            None => (conn.get(&entry_key).await?, None),
+        };
+        let Some(envelope) = envelope else {
+            return Ok(None);
+        };
+        let envelope = codec::Envelope::parse(Bytes::from(envelope))?;
+        let markers = match markers {
+            Some(markers) if hint.as_ref().is_some_and(|h| h.matches(&envelope)) => {
+                if suspect {
+                    let fresh = Hint::from_envelope(
+                        &entry_key,
+                        &envelope,
+                        &self.keys.marker_prefix,
+                        &self.epochs,
+                    );
+                    self.hints.put(fresh);
+                }
+                markers
+            }
+            _ if envelope.tag_count() == 0 => Vec::new(),
+            _ => {
+                // First read of this entry here, or its tags changed: read the
+                // markers of the tags its envelope names.
+                let hint = Hint::from_envelope(
+                    &entry_key,
+                    &envelope,
+                    &self.keys.marker_prefix,
+                    &self.epochs,
+                );
+                let markers: Markers = redis::cmd("MGET")
+                    .arg(&hint.markers[..])
+                    .query_async(&mut conn)
+                    .await?;
+                self.hints.put(hint);
+                markers
+            }
+        };
+        Ok(envelope.is_current(&markers).then(|| envelope.into_value()))
     }
 
     pub async fn lookup(
@@ -99,8 +170,23 @@ impl RedisStore {
         expected: Option<&[String]>,
     ) -> Result<bool, StoreError> {
         let cmd = self.set_command(key, value, ttl, tags, expected);
+        self.hint(key, tags);
         let stored: i64 = self.eval(&self.scripts.set, &cmd).await?;
         Ok(stored == 1)
+    }
+
+    /// Remembers the tags an entry is being written under, for its reads.
+    fn hint(&self, key: &str, tags: &[String]) {
+        let entry_key = self.keys.entry(key);
+        if self
+            .hints
+            .get(&entry_key)
+            .is_some_and(|h| h.tags_are(tags) && !h.is_suspect(&self.epochs))
+        {
+            return;
+        }
+        let hint = Hint::new(&entry_key, tags, &self.keys.marker_prefix, &self.epochs);
+        self.hints.put(hint);
     }
 
     fn set_command(
@@ -169,6 +255,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for (key, value, ttl, tags) in entries {
             pipe.add_command(self.set_command(key, value, *ttl, tags, None));
+            self.hint(key, tags);
         }
         let replies: Vec<i64> = self.eval_pipeline(&self.scripts.set, &pipe).await?;
         Ok(replies.into_iter().filter(|&r| r == 1).count() as u64)
@@ -190,6 +277,7 @@ impl RedisStore {
         }
         let mut pipe = redis::pipe();
         for tag in tags {
+            self.epochs.bump(tag.as_bytes());
             pipe.add_command(evalsha(&self.scripts.invalidate, 3))
                 .arg(self.keys.marker(tag))
                 .arg(self.keys.members(tag))
@@ -234,6 +322,7 @@ impl RedisStore {
             .key(&self.keys.sweep_list)
             .arg(&self.keys.marker_prefix)
             .arg(batch)
+            .arg(&self.keys.members_prefix)
             .invoke_async(&mut self.conn())
             .await?;
         Ok(examined >= 0)

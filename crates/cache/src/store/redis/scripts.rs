@@ -1,7 +1,8 @@
 //! The Lua scripts behind the Redis store, loaded once per process.
 //!
 //! Each script that reads entries is prefixed with `envelope.lua`, so the
-//! envelope check exists once.
+//! envelope check exists once in Lua. Plain reads (`get`) run no script:
+//! they check the envelope in Rust (`codec::Envelope`, `hints.rs`).
 //!
 //! The scripts touch keys they compute (tag markers) besides those declared in
 //! `KEYS`: fine on a standalone Redis. On Redis Cluster the markers of an
@@ -18,7 +19,6 @@ macro_rules! with_envelope {
 }
 
 pub(crate) struct Scripts {
-    pub get: Script,
     pub lookup: Script,
     pub set: Script,
     pub invalidate: Script,
@@ -28,7 +28,6 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            get: Script::new(with_envelope!("scripts/get.lua")),
             lookup: Script::new(with_envelope!("scripts/lookup.lua")),
             set: Script::new(include_str!("scripts/set.lua")),
             invalidate: Script::new(include_str!("scripts/invalidate.lua")),
