@@ -13,9 +13,13 @@
 //!   Unknown fields are rejected.
 //! * [`store`]: [`EventStore`], one type over both databases.
 //!   `connect(url)` (runs migrations from `migrations/{postgres,sqlite}`),
-//!   `ingest` (one transaction, all or nothing), `ingest_with_journal`
-//!   (events plus a pending cache invalidation in the same transaction),
-//!   `pending_invalidations` / `remove_invalidations`, `guild_ids`, `ping`.
+//!   `ingest` (one transaction, all or nothing, run in its own task so a
+//!   caller that gives up cannot cut it), `ingest_with_journal` (events plus
+//!   a pending cache invalidation in the same transaction; no journal row
+//!   for empty tags), `pending_invalidations` / `remove_invalidations`,
+//!   `guild_ids`, `ping`, `analyze`. The schema is one `events` table with
+//!   a `kind` column and one covering index on (guild, kind, time); the
+//!   journal is `cache_invalidation_journal`.
 //!   `store/postgres.rs` and `store/sqlite.rs` hold what differs between the
 //!   databases: connection options and the bulk insert path (UNNEST arrays
 //!   on PostgreSQL, multi-row VALUES on SQLite).
