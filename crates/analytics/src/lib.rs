@@ -35,6 +35,33 @@
 //!
 //! Timestamps are stored as epoch milliseconds in both databases, so that
 //! comparisons and orderings (and thus results) are identical on both.
+//!
+//! # Example
+//!
+//! ```
+//! use spywatcher_analytics::{AnalyticsKind, EventKind, EventStore, GuildId, parse_events};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = EventStore::connect("sqlite::memory:").await?;
+//! let body = serde_json::json!([
+//!     {"guildId": "1", "userId": "7", "username": "ann", "channelId": "3", "channel": "general"},
+//!     {"guildId": "1", "userId": "7", "username": "ann", "channelId": "3", "channel": "general"},
+//! ]);
+//! let events = parse_events(EventKind::Typing, body)?;
+//! let tags: Vec<String> = EventKind::Typing.invalidates().iter().map(|k| format!("analytics:{k}")).collect();
+//! let (stored, _journal_id) = store.ingest_with_journal(&events, &tags).await?;
+//! assert_eq!(stored, 2);
+//!
+//! let guild: GuildId = "1".parse()?;
+//! let ghosts = store.analytics_now(AnalyticsKind::Ghosts, &guild, None).await?;
+//! assert_eq!(
+//!     ghosts.to_json(),
+//!     serde_json::json!([{"userId": "7", "username": "ann", "typingCount": 2, "messageCount": 0, "ghostScore": 2.0}])
+//! );
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod analytics;
 pub mod domain;
