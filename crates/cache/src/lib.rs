@@ -39,6 +39,8 @@
 //! - `breaker`: the circuit breaker in front of Redis.
 //! - [`journal`]: invalidations waiting for Redis, and the [`Journal`] trait
 //!   for a durable one.
+//! - [`pubsub`]: publish/subscribe on Redis (one RESP3 subscriber
+//!   connection, re-subscribed after reconnects) or in process.
 //! - `maintenance`: the background task that probes, applies the journal and
 //!   reclaims memory.
 //! - [`stats`]: the counters behind [`Cache::stats`].
@@ -50,8 +52,10 @@ mod codec;
 pub mod config;
 pub mod error;
 mod flight;
+mod glob;
 pub mod journal;
 mod maintenance;
+pub mod pubsub;
 pub mod stats;
 mod store;
 
@@ -59,6 +63,7 @@ pub use cache::{Cache, Origin, SetOptions};
 pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};
+pub use pubsub::{Message, PubSub, Subscription};
 pub use stats::{CacheStats, TypeStats};
 
 /// The exact `redis` connection set-up of the Redis store, for benchmarks

@@ -94,6 +94,7 @@ impl Spywatcher {
             let message =
                 json!({ "event": kind, "guildId": guild.as_str(), "timestamp": timestamp });
             self.cache
+                .pubsub()
                 .publish(&keys::invalidated_channel(guild), &message)
                 .await;
         }

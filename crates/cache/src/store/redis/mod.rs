@@ -1,8 +1,8 @@
 //! The standalone Redis store: every operation is one round trip (a script or
 //! a pipeline), whatever the number of entries under a tag. Reads use no
-//! script: a pipelined `GET` + `MGET` of the entry and its tags' markers,
-//! checked here (see `hints.rs`); only the first read of an entry in a process
-//! (or after its tags changed) takes a second round trip.
+//! script: one `MGET` of the entry and its tags' markers, checked here (see
+//! `hints.rs`); only the first read of an entry in a process (or after its
+//! tags changed) takes a second round trip.
 
 mod hints;
 mod keys;
@@ -92,10 +92,20 @@ impl RedisStore {
         }
         let (envelope, markers): (Option<Vec<u8>>, Option<Markers>) = match &hint {
             Some(hint) => {
-                let mut pipe = redis::pipe();
-                pipe.get(&entry_key).cmd("MGET").arg(&hint.markers[..]);
-                let (envelope, markers) = pipe.query_async(&mut conn).await?;
-                (envelope, Some(markers))
+                // One command for the entry and its markers: cheaper for
+                // Redis and for the client than a pipeline of GET and MGET.
+                let mut values: Markers = redis::cmd("MGET")
+                    .arg(&entry_key)
+                    .arg(&hint.markers[..])
+                    .query_async(&mut conn)
+                    .await?;
+                if values.is_empty() {
+                    return Err(StoreError::from(crate::error::CodecError::Corrupt(
+                        "empty MGET reply".into(),
+                    )));
+                }
+                let envelope = values.remove(0);
+                (envelope, Some(values))
             }
             None => (conn.get(&entry_key).await?, None),
         };
@@ -326,12 +336,6 @@ impl RedisStore {
             .invoke_async(&mut self.conn())
             .await?;
         Ok(examined >= 0)
-    }
-
-    /// Publishes on a channel; returns how many subscribers received it.
-    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<u64, StoreError> {
-        let receivers: u64 = self.conn().publish(channel, payload).await?;
-        Ok(receivers)
     }
 
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
