@@ -523,14 +523,9 @@ impl Inner {
             Counters::add(&self.counters.skipped, 1);
             return Err(StoreError::CircuitOpen);
         }
-        let result = if std::env::var_os("NO_TIMEOUT_EXPERIMENT").is_some() {
-            let _ = budget;
-            call.await
-        } else {
-            match tokio::time::timeout(budget, call).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Timeout),
-            }
+        let result = match tokio::time::timeout(budget, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout),
         };
         match &result {
             Ok(_) => self.breaker.record_success(),
