@@ -23,6 +23,7 @@ use crate::config::{Backend, CacheConfig};
 use crate::error::{ConfigError, StoreError};
 use crate::flight::{self, Flights, Role};
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
+use crate::l1::L1;
 use crate::maintenance;
 use crate::pubsub::PubSub;
 use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
@@ -84,7 +85,7 @@ pub(crate) struct Inner {
     pub config: CacheConfig,
     pub store: Store,
     pub counters: Counters,
-    pub breaker: Breaker,
+    pub breaker: Arc<Breaker>,
     pub journal: Arc<dyn Journal>,
     flights: Flights,
     /// Bumped by every invalidation in this process; see `flight.rs`.
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     /// Wakes the maintenance task when the breaker trips.
     pub wake: Arc<Notify>,
     pub pubsub: PubSub,
+    /// The in-process tier in front of Redis (None when embedded or disabled).
+    pub l1: Option<Arc<L1>>,
 }
 
 impl Cache {
@@ -111,6 +114,7 @@ impl Cache {
         if config.prefix.is_empty() || config.prefix.contains(['*', '?', '[', ']']) {
             return Err(ConfigError::Prefix(config.prefix.clone()));
         }
+        let breaker = Arc::new(Breaker::new(config.breaker_threshold));
         let (store, pubsub) = match &config.backend {
             Backend::Embedded => (
                 Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
@@ -128,23 +132,31 @@ impl Cache {
                     &config.prefix,
                     config.connect_timeout,
                     config.op_timeout,
+                    breaker.clone(),
                 )
                 .map_err(ConfigError::RedisUrl)?,
             ),
         };
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),
-            breaker: Breaker::new(config.breaker_threshold),
+            breaker,
             journal,
             flights: Flights::default(),
             epoch: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            l1: match (&store, config.l1_max_bytes) {
+                (Store::Redis(_), bytes) if bytes > 0 => Some(L1::new(bytes)),
+                _ => None,
+            },
             store,
             pubsub,
             config,
         });
         if matches!(inner.store, Store::Redis(_)) {
             maintenance::spawn(&inner);
+        }
+        if let Some(l1) = &inner.l1 {
+            l1.spawn_listener(inner.pubsub.clone());
         }
         Ok(Cache { inner })
     }
@@ -180,14 +192,14 @@ impl Cache {
     /// The value under `key`, or `None` (absent, expired, invalidated, or the
     /// store unreachable).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let encoded = self.inner.fetch(key).await?;
+        let encoded = self.inner.fetch(key, None).await?;
         decode_or_warn(key, &encoded)
     }
 
     /// The JSON stored under `key`, as bytes: for callers that pass cached
     /// JSON on without deserializing it.
     pub async fn get_json(&self, key: &str) -> Option<Bytes> {
-        let mut encoded = self.inner.fetch(key).await?;
+        let mut encoded = self.inner.fetch(key, None).await?;
         if codec::is_plain(&encoded) {
             // In place: no reference count taken and dropped for a slice.
             bytes::Buf::advance(&mut encoded, 1);
@@ -208,9 +220,12 @@ impl Cache {
             return false;
         };
         let ttl = options.ttl.unwrap_or(self.inner.config.default_ttl);
-        self.inner
+        let stored = self
+            .inner
             .store_encoded(key, &encoded, ttl, &options.tags, None)
-            .await
+            .await;
+        self.inner.replaced(vec![key.to_string()]).await;
+        stored
     }
 
     pub async fn delete(&self, key: &str) -> bool {
@@ -308,7 +323,15 @@ impl Cache {
         Fut: Future<Output = Result<(R, Option<Encoded>), E>>,
     {
         let inner = &self.inner;
-        if let Some(value) = inner.fetch(key).await.and_then(|e| decode(&e)) {
+        // The hottest path: no allocation, no lock, no round trip.
+        if let Some(l1) = &inner.l1
+            && let Some(value) = l1.get(key).await.and_then(|e| decode(&e))
+        {
+            inner.counters.hit(key, Tier::L1);
+            return Ok((value, Origin::Cache));
+        }
+        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        if let Some(value) = inner.fetch(key, Some(&tags)).await.and_then(|e| decode(&e)) {
             return Ok((value, Origin::Cache));
         }
         let leader = loop {
@@ -322,7 +345,8 @@ impl Cache {
             }
         };
 
-        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
+        // Versions before the loader runs, for L1 as for the store.
+        let l1_seen = inner.l1.as_ref().map(|l1| l1.snapshot(&tags));
         // Another caller may have stored the value since our first look; and
         // on a miss this takes the tags' versions before the loader runs.
         let versions = match inner.lookup(key, &tags, ttl).await {
@@ -340,10 +364,13 @@ impl Cache {
         Counters::add(&inner.counters.loader_runs, 1);
         let (value, encoded) = load().await?;
         if let Some(encoded) = encoded {
-            if let Some(versions) = versions {
-                inner
+            if let Some(versions) = versions
+                && inner
                     .store_encoded(key, &encoded, ttl, &tags, Some(versions))
-                    .await;
+                    .await
+                && let (Some(l1), Some(seen)) = (&inner.l1, l1_seen)
+            {
+                l1.fill(key, encoded.bytes.clone(), ttl, &tags, seen).await;
             }
             leader.complete(encoded.bytes);
         }
@@ -445,6 +472,9 @@ impl Cache {
                 stored
             }
             Store::Redis(store) => {
+                inner
+                    .replaced(batch.iter().map(|(key, ..)| key.clone()).collect())
+                    .await;
                 let entries: Vec<_> = batch
                     .into_iter()
                     .map(|(key, encoded, ttl, tags)| (key, encoded.bytes, ttl, tags))
@@ -550,19 +580,44 @@ impl Inner {
         self.config.op_timeout
     }
 
-    /// The encoded value under `key`, counting the hit or miss.
-    async fn fetch(&self, key: &str) -> Option<Bytes> {
+    /// The encoded value under `key`, counting the hit or miss. `get` passes
+    /// no tags: L1 is looked at, then Redis. `remember` passes its tags, after
+    /// looking at L1 itself: a Redis hit then fills L1 for the entry's
+    /// remaining TTL.
+    async fn fetch(&self, key: &str, fill_tags: Option<&[String]>) -> Option<Bytes> {
         if !valid_key(key) {
             return None;
         }
+        if fill_tags.is_none()
+            && let Some(l1) = &self.l1
+            && let Some(value) = l1.get(key).await
+        {
+            self.counters.hit(key, Tier::L1);
+            return Some(value);
+        }
         let found = match &self.store {
             Store::Embedded(store) => store.get(key).await.map(|v| (v, Tier::L1)),
-            Store::Redis(store) => self
-                .redis_call(self.op_timeout(), store.get(key))
-                .await
-                .ok()
-                .flatten()
-                .map(|v| (v, Tier::L2)),
+            Store::Redis(store) => match (&self.l1, fill_tags) {
+                (Some(l1), Some(tags)) => {
+                    // Versions taken before the read: see l1.rs.
+                    let seen = l1.snapshot(tags);
+                    let (value, ttl) = tokio::join!(
+                        self.redis_call(self.op_timeout(), store.get(key)),
+                        self.redis_call(self.op_timeout(), store.pttl(key)),
+                    );
+                    let value = value.ok().flatten();
+                    if let (Some(value), Ok(Some(ttl))) = (&value, ttl) {
+                        l1.fill(key, value.clone(), ttl, tags, seen).await;
+                    }
+                    value.map(|v| (v, Tier::L2))
+                }
+                _ => self
+                    .redis_call(self.op_timeout(), store.get(key))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|v| (v, Tier::L2)),
+            },
         };
         match found {
             Some((value, tier)) => {
@@ -650,10 +705,16 @@ impl Inner {
         // Before the store changes: a `remember` that starts after this call
         // returns must not join a flight whose loader started before it.
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(l1) = &self.l1 {
+            l1.apply(&op).await;
+        }
         match &self.store {
             Store::Embedded(_) => self.apply(&op).await.ok(),
             Store::Redis(_) => {
                 let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
+                if let Some(l1) = &self.l1 {
+                    l1.announce(&self.pubsub, op.clone()).await;
+                }
                 match attempt {
                     Ok(n) => Some(n),
                     Err(e) => {
@@ -666,6 +727,16 @@ impl Inner {
                     }
                 }
             }
+        }
+    }
+
+    /// Entries written anew over possibly cached ones: no instance's L1 may
+    /// keep the old value.
+    async fn replaced(&self, keys: Vec<String>) {
+        if let Some(l1) = &self.l1 {
+            let op = PendingInvalidation::Keys { keys };
+            l1.apply(&op).await;
+            l1.announce(&self.pubsub, op).await;
         }
     }
 
@@ -717,11 +788,23 @@ impl Inner {
         if pending.is_empty() {
             return true;
         }
+        if let Some(l1) = &self.l1 {
+            // Even while Redis is away, this instance's L1 must not keep
+            // serving what another instance invalidated.
+            for entry in &pending {
+                l1.apply(&entry.op).await;
+            }
+        }
         let mut applied = Vec::with_capacity(pending.len());
         let mut complete = true;
         for entry in &pending {
             match tokio::time::timeout(self.op_timeout() * 4, self.apply(&entry.op)).await {
-                Ok(Ok(_)) => applied.push(entry.id),
+                Ok(Ok(_)) => {
+                    applied.push(entry.id);
+                    if let Some(l1) = &self.l1 {
+                        l1.announce(&self.pubsub, entry.op.clone()).await;
+                    }
+                }
                 _ => {
                     complete = false;
                     break;

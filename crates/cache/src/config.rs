@@ -25,6 +25,9 @@ pub struct CacheConfig {
     pub compression_threshold: usize,
     /// Bound of the embedded store, in bytes of keys and values.
     pub embedded_max_bytes: u64,
+    /// Bound of the in-process L1 tier in front of Redis, in bytes; 0 turns
+    /// L1 off. (Unused by the embedded store, which is in process already.)
+    pub l1_max_bytes: u64,
     /// Budget of one Redis call; past it the call counts as failed.
     pub op_timeout: Duration,
     /// Budget of establishing a Redis connection.
@@ -62,6 +65,7 @@ impl Default for CacheConfig {
             default_ttl: Duration::from_secs(300),
             compression_threshold: 1024,
             embedded_max_bytes: 64 * 1024 * 1024,
+            l1_max_bytes: 32 * 1024 * 1024,
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             breaker_threshold: 3,

@@ -39,6 +39,8 @@
 //! - `breaker`: the circuit breaker in front of Redis.
 //! - [`journal`]: invalidations waiting for Redis, and the [`Journal`] trait
 //!   for a durable one.
+//! - `l1`: the in-process tier in front of Redis, kept coherent across
+//!   instances by invalidation messages.
 //! - [`pubsub`]: publish/subscribe on Redis (one RESP3 subscriber
 //!   connection, re-subscribed after reconnects) or in process.
 //! - `maintenance`: the background task that probes, applies the journal and
@@ -54,6 +56,7 @@ pub mod error;
 mod flight;
 mod glob;
 pub mod journal;
+mod l1;
 mod maintenance;
 pub mod pubsub;
 pub mod stats;

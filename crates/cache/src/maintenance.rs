@@ -64,6 +64,9 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
                     inner.breaker.trip();
                     continue;
                 }
+                if let Some(l1) = &inner.l1 {
+                    l1.retry_announcements(&inner.pubsub).await;
+                }
                 // Look for invalidated member sets at every journal check.
                 sweep_pending = true;
             }

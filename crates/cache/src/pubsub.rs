@@ -24,6 +24,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::breaker::Breaker;
+
 /// One message: its channel (without the prefix) and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -80,6 +82,8 @@ pub(crate) struct Inner {
     reconnects: watch::Sender<u64>,
     op_timeout: Duration,
     published: AtomicU64,
+    /// The cache's breaker: while Redis is skipped, so are publishes.
+    breaker: Option<Arc<Breaker>>,
 }
 
 /// The pub/sub service of a [`Cache`](crate::Cache).
@@ -99,6 +103,7 @@ impl PubSub {
                 reconnects: watch::channel(0).0,
                 op_timeout: Duration::from_millis(250),
                 published: AtomicU64::new(0),
+                breaker: None,
             }),
         }
     }
@@ -110,6 +115,7 @@ impl PubSub {
         prefix: &str,
         connect_timeout: Duration,
         op_timeout: Duration,
+        breaker: Arc<Breaker>,
     ) -> Result<PubSub, redis::RedisError> {
         let separator = if url.contains('?') { '&' } else { '?' };
         let client = redis::Client::open(format!("{url}{separator}protocol=resp3"))?;
@@ -130,6 +136,7 @@ impl PubSub {
             reconnects: watch::channel(0).0,
             op_timeout,
             published: AtomicU64::new(0),
+            breaker: Some(breaker),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), rx));
         Ok(PubSub { inner })
@@ -160,6 +167,7 @@ impl PubSub {
                 self.inner.deliver_local(&wire, &payload);
                 true
             }
+            Some(_) if self.inner.breaker.as_ref().is_some_and(|b| b.is_open()) => false,
             Some(conn) => {
                 let mut conn = conn.clone();
                 let mut command = redis::cmd("PUBLISH");

@@ -64,6 +64,9 @@ impl Expiry<String, Arc<Entry>> for PerEntryTtl {
 pub(crate) struct EmbeddedStore {
     entries: moka::future::Cache<String, Arc<Entry>>,
     tags: Mutex<TagRegistry>,
+    /// A cell every entry and snapshot holds: bumping it (flush) makes every
+    /// entry unreadable at once, and fences writes whose snapshot predates it.
+    everything: Arc<TagCell>,
 }
 
 #[derive(Default)]
@@ -112,6 +115,7 @@ impl EmbeddedStore {
         EmbeddedStore {
             entries,
             tags: Mutex::new(TagRegistry::default()),
+            everything: Arc::new(TagCell::default()),
         }
     }
 
@@ -138,14 +142,15 @@ impl EmbeddedStore {
         Lookup::Miss(Versions::Embedded(self.snapshot(tags)))
     }
 
-    fn snapshot(&self, tags: &[String]) -> Box<[TagVersion]> {
+    pub fn snapshot(&self, tags: &[String]) -> Box<[TagVersion]> {
+        let everything = self.everything.version.load(Ordering::Acquire);
         let mut registry = self.registry();
-        tags.iter()
-            .map(|tag| {
+        std::iter::once((self.everything.clone(), everything))
+            .chain(tags.iter().map(|tag| {
                 let cell = registry.cell(tag);
                 let version = cell.version.load(Ordering::Acquire);
                 (cell, version)
-            })
+            }))
             .collect()
     }
 
@@ -211,6 +216,7 @@ impl EmbeddedStore {
     }
 
     pub async fn flush_all(&self) -> u64 {
+        self.everything.version.fetch_add(1, Ordering::AcqRel);
         self.entries.run_pending_tasks().await;
         let count = self.entries.entry_count();
         self.entries.invalidate_all();

@@ -338,6 +338,15 @@ impl RedisStore {
         Ok(examined >= 0)
     }
 
+    /// The entry's remaining TTL (`None` if it is gone or has none).
+    pub async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(self.keys.entry(key))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
+    }
+
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
         let mut conn = self.conn();
         let memory: String = redis::cmd("INFO")

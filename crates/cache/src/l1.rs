@@ -1,0 +1,142 @@
+//! The L1 tier (SPEC 1.3): an in-process copy of Redis entries, bounded in
+//! bytes, in front of Redis. A hit costs a moka lookup and a few atomic loads:
+//! no lock, no round trip.
+//!
+//! Coherence across instances: every invalidation is applied to this
+//! instance's L1 first, then to Redis, then announced on the `~l1` channel
+//! with this instance's id; the others apply it to their own L1 (and ignore
+//! their own messages). An announcement that cannot be published is kept and
+//! retried by the maintenance task. When the subscriber connection had to
+//! reconnect, messages may have been lost: L1 is emptied.
+//!
+//! Fills cannot resurrect what an invalidation removed: a fill carries the
+//! versions of its tags' L1 cells taken *before* the Redis read (or the
+//! loader), and is dropped if any changed in between, whether by a local
+//! invalidation, a message, or an emptying after a reconnect.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::journal::PendingInvalidation;
+use crate::pubsub::PubSub;
+use crate::store::embedded::{EmbeddedStore, TagVersion};
+
+const CHANNEL: &str = "~l1";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BusMessage {
+    sender: u64,
+    op: PendingInvalidation,
+}
+
+pub(crate) struct L1 {
+    store: EmbeddedStore,
+    /// This instance's id on the bus.
+    id: u64,
+    /// Announcements not yet published (Redis was unreachable).
+    unsent: Mutex<Vec<PendingInvalidation>>,
+}
+
+impl L1 {
+    pub fn new(max_bytes: u64) -> Arc<L1> {
+        Arc::new(L1 {
+            store: EmbeddedStore::new(max_bytes),
+            id: rand::random(),
+            unsent: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        self.store.get(key).await
+    }
+
+    /// The versions a later [`fill`](Self::fill) must still find.
+    pub fn snapshot(&self, tags: &[String]) -> Box<[TagVersion]> {
+        self.store.snapshot(tags)
+    }
+
+    pub async fn fill(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        tags: &[String],
+        seen: Box<[TagVersion]>,
+    ) {
+        self.store.set(key, value, ttl, tags, Some(seen)).await;
+    }
+
+    /// Applies an invalidation to this instance's L1.
+    pub async fn apply(&self, op: &PendingInvalidation) {
+        match op {
+            PendingInvalidation::Tags { tags } => {
+                self.store.invalidate_tags(tags);
+            }
+            PendingInvalidation::Keys { keys } => {
+                self.store.delete_many(keys).await;
+            }
+            // Patterns are rare operator actions: emptying L1 is exact enough.
+            PendingInvalidation::Pattern { .. } | PendingInvalidation::FlushAll => {
+                self.store.flush_all().await;
+            }
+        }
+    }
+
+    /// Tells the other instances, or keeps the message for a retry.
+    pub async fn announce(&self, pubsub: &PubSub, op: PendingInvalidation) {
+        let message = BusMessage {
+            sender: self.id,
+            op,
+        };
+        if !pubsub.publish(CHANNEL, &message).await {
+            let mut unsent = self.lock_unsent();
+            if !unsent.contains(&message.op) {
+                unsent.push(message.op);
+            }
+        }
+    }
+
+    /// Publishes what could not be published before; keeps what still fails.
+    pub async fn retry_announcements(&self, pubsub: &PubSub) {
+        let unsent = std::mem::take(&mut *self.lock_unsent());
+        for op in unsent {
+            self.announce(pubsub, op).await;
+        }
+    }
+
+    fn lock_unsent(&self) -> std::sync::MutexGuard<'_, Vec<PendingInvalidation>> {
+        self.unsent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Listens to the other instances' invalidations and to reconnects.
+    pub fn spawn_listener(self: &Arc<Self>, pubsub: PubSub) {
+        let l1 = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut messages = pubsub.subscribe(CHANNEL).await;
+            let mut reconnects = pubsub.on_reconnect();
+            loop {
+                tokio::select! {
+                    message = messages.recv() => {
+                        let Some(message) = message else { return };
+                        let Some(l1) = l1.upgrade() else { return };
+                        match message.json::<BusMessage>() {
+                            Ok(m) if m.sender != l1.id => l1.apply(&m.op).await,
+                            Ok(_) => {}
+                            Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
+                        }
+                    }
+                    changed = reconnects.changed() => {
+                        if changed.is_err() { return }
+                        let Some(l1) = l1.upgrade() else { return };
+                        info!("pub/sub reconnected: emptying L1, messages may have been missed");
+                        l1.store.flush_all().await;
+                    }
+                }
+            }
+        });
+    }
+}
