@@ -24,6 +24,7 @@ use crate::error::{ConfigError, StoreError};
 use crate::flight::{self, Flights, Role};
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
 use crate::l1::L1;
+use crate::lock::{self, FillWaiters};
 use crate::maintenance;
 use crate::pubsub::PubSub;
 use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
@@ -95,6 +96,8 @@ pub(crate) struct Inner {
     pub pubsub: PubSub,
     /// The in-process tier in front of Redis (None when embedded or disabled).
     pub l1: Option<Arc<L1>>,
+    /// Callers waiting for another instance's load (Redis only).
+    fill_waiters: Option<Arc<FillWaiters>>,
 }
 
 impl Cache {
@@ -144,6 +147,10 @@ impl Cache {
             flights: Flights::default(),
             epoch: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
+            fill_waiters: match &store {
+                Store::Redis(_) => Some(FillWaiters::new(&pubsub)),
+                Store::Embedded(_) => None,
+            },
             l1: match (&store, config.l1_max_bytes) {
                 (Store::Redis(_), bytes) if bytes > 0 => Some(L1::new(bytes)),
                 _ => None,
@@ -361,8 +368,58 @@ impl Cache {
             None => None,
         };
 
+        // Across processes: one loader per expiry (see lock.rs).
+        let mut lease = None;
+        if let (Store::Redis(store), Some(waiters), Some(_)) =
+            (&inner.store, &inner.fill_waiters, &versions)
+        {
+            let landed = waiters.wait(key);
+            let token: u64 = rand::random();
+            let budget = inner.op_timeout();
+            match inner
+                .redis_call(budget, store.try_lock(key, token, inner.config.lock_lease))
+                .await
+            {
+                Ok(true) => {
+                    lease = Some(token);
+                    drop(landed);
+                    waiters.forget(key);
+                }
+                Ok(false) => {
+                    let _ = tokio::time::timeout(inner.config.lock_lease, landed).await;
+                    waiters.forget(key);
+                    if let Some(encoded) = inner.fetch(key, Some(&tags)).await
+                        && let Some(value) = decode(&encoded)
+                    {
+                        leader.complete(encoded);
+                        return Ok((value, Origin::Flight));
+                    }
+                    // The other loader failed or was too slow: load here.
+                }
+                Err(_) => {
+                    drop(landed);
+                    waiters.forget(key);
+                }
+            }
+        }
+
         Counters::add(&inner.counters.loader_runs, 1);
-        let (value, encoded) = load().await?;
+        let loaded = load().await;
+        let release = async {
+            if let (Some(token), Store::Redis(store)) = (lease, &inner.store) {
+                lock::announce_filled(&inner.pubsub, key).await;
+                let _ = inner
+                    .redis_call(inner.op_timeout(), store.unlock(key, token))
+                    .await;
+            }
+        };
+        let (value, encoded) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                release.await;
+                return Err(e);
+            }
+        };
         if let Some(encoded) = encoded {
             if let Some(versions) = versions
                 && inner
@@ -374,6 +431,7 @@ impl Cache {
             }
             leader.complete(encoded.bytes);
         }
+        release.await;
         Ok((value, Origin::Loader))
     }
 

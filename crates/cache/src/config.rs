@@ -28,6 +28,9 @@ pub struct CacheConfig {
     /// Bound of the in-process L1 tier in front of Redis, in bytes; 0 turns
     /// L1 off. (Unused by the embedded store, which is in process already.)
     pub l1_max_bytes: u64,
+    /// How long another instance's load is waited for before loading here,
+    /// and the lease of the loading lock.
+    pub lock_lease: Duration,
     /// Budget of one Redis call; past it the call counts as failed.
     pub op_timeout: Duration,
     /// Budget of establishing a Redis connection.
@@ -66,6 +69,7 @@ impl Default for CacheConfig {
             compression_threshold: 1024,
             embedded_max_bytes: 64 * 1024 * 1024,
             l1_max_bytes: 32 * 1024 * 1024,
+            lock_lease: Duration::from_secs(5),
             op_timeout: Duration::from_millis(250),
             connect_timeout: Duration::from_millis(500),
             breaker_threshold: 3,

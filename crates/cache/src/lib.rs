@@ -35,7 +35,8 @@
 //!   `store/redis/keys.rs`).
 //! - `codec`: values to bytes (JSON, LZ4 above a threshold) and the envelope
 //!   that records an entry's tag versions in Redis.
-//! - `flight`: one loader per missing key in a process.
+//! - `flight`: one loader per missing key in a process; `lock`: one per
+//!   expiry across the processes that share Redis.
 //! - `breaker`: the circuit breaker in front of Redis.
 //! - [`journal`]: invalidations waiting for Redis, and the [`Journal`] trait
 //!   for a durable one.
@@ -57,6 +58,7 @@ mod flight;
 mod glob;
 pub mod journal;
 mod l1;
+mod lock;
 mod maintenance;
 pub mod pubsub;
 pub mod stats;

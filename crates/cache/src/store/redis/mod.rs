@@ -338,6 +338,37 @@ impl RedisStore {
         Ok(examined >= 0)
     }
 
+    /// Takes the loading lease of `key` for `lease` if nobody holds it.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        token: u64,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.keys.lock(key))
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(lease))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Gives the lease back, only if it is still ours (it may have expired
+    /// and gone to another loader).
+    pub async fn unlock(&self, key: &str, token: u64) -> Result<(), StoreError> {
+        let _: i64 = self
+            .scripts
+            .unlock
+            .key(self.keys.lock(key))
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// The entry's remaining TTL (`None` if it is gone or has none).
     pub async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
         let ms: i64 = redis::cmd("PTTL")

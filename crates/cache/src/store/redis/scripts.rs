@@ -23,6 +23,7 @@ pub(crate) struct Scripts {
     pub set: Script,
     pub invalidate: Script,
     pub sweep: Script,
+    pub unlock: Script,
 }
 
 impl Scripts {
@@ -32,6 +33,7 @@ impl Scripts {
             set: Script::new(include_str!("scripts/set.lua")),
             invalidate: Script::new(include_str!("scripts/invalidate.lua")),
             sweep: Script::new(with_envelope!("scripts/sweep.lua")),
+            unlock: Script::new(include_str!("scripts/unlock.lua")),
         }
     }
 }

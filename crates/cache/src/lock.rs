@@ -1,0 +1,83 @@
+//! Stampede protection across processes (SPEC 1.2.4): one loader per expiry
+//! among all the instances that share Redis.
+//!
+//! The first instance to miss takes a lease (`SET ~lock:<key> NX PX`), loads,
+//! stores, and announces on the `~filled` channel that the value landed. The
+//! others wait for that announcement (not polling the lock round trip after
+//! round trip), then read the value; after a bounded wait (the lease) they
+//! load themselves. The lease is an efficiency tool, never a correctness
+//! mutex: a lost or expired lease costs a duplicate load, never a wrong value,
+//! since every store still goes through the version check of `set.lua`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::oneshot;
+
+use crate::pubsub::PubSub;
+
+const CHANNEL: &str = "~filled";
+
+/// Callers waiting for another instance's value, by key.
+#[derive(Default)]
+pub(crate) struct FillWaiters {
+    waiting: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl FillWaiters {
+    pub fn new(pubsub: &PubSub) -> Arc<Self> {
+        let waiters = Arc::new(FillWaiters::default());
+        let weak = Arc::downgrade(&waiters);
+        let pubsub = pubsub.clone();
+        tokio::spawn(async move { listen(weak, pubsub).await });
+        waiters
+    }
+
+    /// Registers interest in `key` *before* the lock is tried, so that a
+    /// value landing in between is not missed.
+    pub fn wait(&self, key: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().entry(key.to_string()).or_default().push(tx);
+        rx
+    }
+
+    /// Forgets waiters whose callers gave up.
+    pub fn forget(&self, key: &str) {
+        let mut waiting = self.lock();
+        if let Some(list) = waiting.get_mut(key) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                waiting.remove(key);
+            }
+        }
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(list) = self.lock().remove(key) {
+            for tx in list {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<()>>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tells every instance that `key` has a value now.
+pub(crate) async fn announce_filled(pubsub: &PubSub, key: &str) {
+    pubsub.publish(CHANNEL, key).await;
+}
+
+async fn listen(waiters: Weak<FillWaiters>, pubsub: PubSub) {
+    let mut filled = pubsub.subscribe(CHANNEL).await;
+    while let Some(message) = filled.recv().await {
+        let Some(waiters) = waiters.upgrade() else {
+            return;
+        };
+        if let Ok(key) = message.json::<String>() {
+            waiters.wake(&key);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Several caches sharing one Redis, as several service instances do:
+//! L1 coherence (SPEC 1.3), its propagation delay, reconnects, and stampede
+//! protection across processes (SPEC 1.2.4).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TTL: Duration = Duration::from_secs(300);
+
+async fn remember(cache: &spywatcher_cache::Cache, key: &str, value: u64) -> u64 {
+    cache
+        .remember(key, TTL, &["guild:1"], || async move { Ok::<_, ()>(value) })
+        .await
+        .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_serves_hits_and_an_invalidation_on_another_instance_reaches_it() {
+    let server = RedisServer::start();
+    let a = redis_cache(&server);
+    let b = redis_cache(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await; // listeners subscribed
+    let mut delays = Vec::new();
+    for round in 0..200u64 {
+        // B holds the entry in its L1.
+        assert_eq!(remember(&b, "k", round).await, round);
+        let l1_before = b.stats().await.l1_hits;
+        assert_eq!(remember(&b, "k", u64::MAX).await, round);
+        assert_eq!(b.stats().await.l1_hits, l1_before + 1, "served from L1");
+
+        a.invalidate_by_tag("guild:1").await;
+        let invalidated = Instant::now();
+        // Until the message arrives B's L1 may still answer; once it has,
+        // never again.
+        loop {
+            if b.get::<u64>("k").await.is_none() {
+                break;
+            }
+            assert!(
+                invalidated.elapsed() < Duration::from_secs(2),
+                "the invalidation never reached B"
+            );
+            tokio::task::yield_now().await;
+        }
+        delays.push(invalidated.elapsed());
+        for _ in 0..3 {
+            assert_eq!(b.get::<u64>("k").await, None, "stale after the message");
+        }
+    }
+    delays.sort();
+    let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
+    println!(
+        "L1 invalidation propagation over 200 rounds: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        delays.last().unwrap()
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l1_is_emptied_when_the_subscriber_reconnects_and_nothing_stale_is_served() {
+    let mut server = RedisServer::start();
+    let a = redis_cache(&server);
+    let b = redis_cache(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(remember(&b, "k", 1).await, 1);
+    assert_eq!(remember(&b, "k", 9).await, 1);
+    server.save();
+    server.restart();
+    // A writes a new value while B might have missed messages.
+    wait_until(
+        "A reaches Redis again",
+        Duration::from_secs(5),
+        async || {
+            a.set(
+                "k",
+                &2u64,
+                spywatcher_cache::SetOptions::ttl(TTL).tags(["guild:1"]),
+            )
+            .await
+        },
+    )
+    .await;
+    wait_until(
+        "B reads the new value",
+        Duration::from_secs(5),
+        async || b.get::<u64>("k").await == Some(2),
+    )
+    .await;
+    // Subscriptions came back by themselves: invalidations reach B's L1 again.
+    assert_eq!(remember(&b, "k2", 5).await, 5);
+    assert_eq!(remember(&b, "k2", 6).await, 5);
+    a.invalidate_by_tag("guild:1").await;
+    wait_until("B drops k2", Duration::from_secs(2), async || {
+        b.get::<u64>("k2").await.is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l1_fill_racing_an_invalidation_is_dropped() {
+    let server = RedisServer::start();
+    let a = redis_cache(&server);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.remember("k", TTL, &["guild:1"], || async move {
+                started_tx.send(()).unwrap();
+                release_rx.await.unwrap();
+                Ok::<_, ()>(1u64)
+            })
+            .await
+        })
+    };
+    started_rx.await.unwrap();
+    a.invalidate_by_tag("guild:1").await;
+    release_tx.send(()).unwrap();
+    assert_eq!(slow.await.unwrap(), Ok(1));
+    assert_eq!(
+        a.get::<u64>("k").await,
+        None,
+        "neither Redis nor L1 kept it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_loader_per_expiry_across_instances_and_waiters_wake_when_it_lands() {
+    let server = RedisServer::start();
+    let a = redis_cache(&server);
+    let b = redis_cache(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let load_time = Duration::from_millis(200);
+    let started = Instant::now();
+    let calls = (0..1000).map(|i| {
+        let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let runs = runs.clone();
+        tokio::spawn(async move {
+            let call = Instant::now();
+            let value = cache
+                .remember("cold", TTL, &["guild:1"], || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(load_time).await;
+                    Ok::<_, ()>(42u64)
+                })
+                .await;
+            (value, call.elapsed())
+        })
+    });
+    let mut waits = Vec::new();
+    for result in futures::future::join_all(calls).await {
+        let (value, waited) = result.unwrap();
+        assert_eq!(value, Ok(42));
+        waits.push(waited);
+    }
+    waits.sort();
+    let p99 = percentile(&waits, 0.99);
+    println!(
+        "500 callers on each of 2 instances: {} loader run(s), load {load_time:?}, callers' p50 {:?} p99 {p99:?} (all done in {:?})",
+        runs.load(Ordering::SeqCst),
+        percentile(&waits, 0.5),
+        started.elapsed()
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "one loader across both instances"
+    );
+    assert!(
+        p99 < load_time + Duration::from_millis(150),
+        "waiters were not woken when the value landed: p99 {p99:?}"
+    );
+}
