@@ -397,6 +397,9 @@ impl Cache {
                     // The other loader failed or was too slow: load here.
                 }
                 Err(_) => {
+                    // The lease may have been taken even though the reply
+                    // was lost: release it (by token) and announce anyway.
+                    lease = Some(token);
                     drop(landed);
                     waiters.forget(key);
                 }

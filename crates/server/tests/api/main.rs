@@ -9,4 +9,5 @@ mod auth;
 mod events;
 mod health;
 mod invalidation;
+mod multi_instance;
 mod outage;
