@@ -216,3 +216,39 @@ pub async fn assert_error(response: Response, status: u16) -> serde_json::Value 
     );
     body
 }
+
+/// The admin stats route's body.
+pub async fn cache_stats(app: &TestApp) -> serde_json::Value {
+    json(
+        app.get("/api/admin/monitoring/cache/stats", Some(ADMIN))
+            .await,
+    )
+    .await
+}
+
+/// Caches all six analytics of a guild, through the API.
+pub async fn warm(app: &TestApp, guild: &GuildId) {
+    for &kind in spywatcher_analytics::AnalyticsKind::ALL {
+        app.analytics(kind.as_str(), guild).await;
+    }
+}
+
+/// A user of `guild` who is a lurker (an event by them changes analytics).
+pub async fn a_lurker(app: &TestApp, guild: &GuildId) -> String {
+    json(app.analytics("lurkers", guild).await).await[0]["userId"]
+        .as_str()
+        .expect("seed data has lurkers")
+        .to_string()
+}
+
+/// Waits until some instance has applied and removed every journal entry.
+pub async fn wait_for_applied_journal(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !app.store.pending_invalidations().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

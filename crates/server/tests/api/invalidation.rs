@@ -37,11 +37,7 @@ pub async fn assert_all_fresh(app: &TestApp, guild: &GuildId, context: &str) {
 }
 
 async fn hits(app: &TestApp) -> u64 {
-    let stats = json(
-        app.get("/api/admin/monitoring/cache/stats", Some(ADMIN))
-            .await,
-    )
-    .await;
+    let stats = cache_stats(app).await;
     stats["stats"]["hits"].as_u64().unwrap()
 }
 
@@ -53,17 +49,11 @@ async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_chang
     let (first, second) = (&guilds[0], &guilds[1]);
     // A lurker: an event by them changes lurkers, and ghosts/heatmap/shifts
     // for typing, clients for presence...
-    let lurkers = json(app.analytics("lurkers", first).await).await;
-    let user = lurkers[0]["userId"]
-        .as_str()
-        .expect("seed data has lurkers")
-        .to_string();
+    let user = a_lurker(&app, first).await;
 
     for &kind in EventKind::ALL {
         for guild in [first, second] {
-            for &analytics in AnalyticsKind::ALL {
-                app.analytics(analytics.as_str(), guild).await;
-            }
+            warm(&app, guild).await;
         }
         let before: Vec<Value> = futures_all(&app, first).await;
 

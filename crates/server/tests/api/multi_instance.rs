@@ -9,11 +9,7 @@ use crate::helpers::*;
 use crate::invalidation::{assert_all_fresh, event};
 
 async fn loader_runs(app: &TestApp) -> u64 {
-    let stats = json(
-        app.get("/api/admin/monitoring/cache/stats", Some(ADMIN))
-            .await,
-    )
-    .await;
+    let stats = cache_stats(app).await;
     stats["stats"]["loaderRuns"].as_u64().unwrap()
 }
 
@@ -24,10 +20,7 @@ async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
     let b = env.spawn().await;
     let guilds = seed(&a.store).await;
     let guild = &guilds[0];
-    let user = json(b.analytics("lurkers", guild).await).await[0]["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user = a_lurker(&b, guild).await;
     for &kind in EventKind::ALL {
         for &analytics in AnalyticsKind::ALL {
             b.analytics(analytics.as_str(), guild).await;
@@ -72,18 +65,13 @@ async fn a_redis_restart_leaves_no_stale_value_on_either_instance() {
     let guilds = seed(&a.store).await;
     let guild = &guilds[0];
     for app in [&a, &b] {
-        for &kind in AnalyticsKind::ALL {
-            app.analytics(kind.as_str(), guild).await;
-        }
+        warm(&app, guild).await;
     }
     let redis = env.redis.as_mut().unwrap();
     redis.save();
     redis.restart();
     // An event right after the restart: its invalidation must reach both.
-    let user = json(a.analytics("lurkers", guild).await).await[0]["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user = a_lurker(&a, guild).await;
     let response = a
         .post_events("typing", event(EventKind::Typing, guild, &user))
         .await;
@@ -166,12 +154,7 @@ async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query() {
         "1000 cold requests over 2 instances: {runs} database query, query alone {query_time:?}, callers' p50 {:?} p99 {p99:?}",
         waits[waits.len() / 2]
     );
-    let errors = json(
-        a.get("/api/admin/monitoring/cache/stats", Some(ADMIN))
-            .await,
-    )
-    .await["stats"]["errors"]
-        .clone();
+    let errors = cache_stats(&a).await["stats"]["errors"].clone();
     assert_eq!(
         runs, 1,
         "the database query ran {runs} times (cache errors on A: {errors})"

@@ -8,11 +8,7 @@ use crate::helpers::*;
 use crate::invalidation::{assert_all_fresh, event};
 
 async fn status(app: &TestApp) -> (String, String) {
-    let stats = json(
-        app.get("/api/admin/monitoring/cache/stats", Some(ADMIN))
-            .await,
-    )
-    .await;
+    let stats = cache_stats(app).await;
     let ready = json(app.get("/health/ready", None).await).await;
     (
         stats["status"].as_str().unwrap().to_string(),
@@ -31,17 +27,12 @@ async fn analytics_keep_answering_while_redis_is_down_and_nothing_stale_after() 
     let app = env.spawn().await;
     let guilds = seed(&app.store).await;
     let guild = &guilds[0];
-    for &kind in AnalyticsKind::ALL {
-        app.analytics(kind.as_str(), guild).await;
-    }
+    warm(&app, guild).await;
     assert_eq!(
         header(&app.analytics("ghosts", guild).await, "x-cache"),
         "hit"
     );
-    let user = json(app.analytics("lurkers", guild).await).await[0]["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user = a_lurker(&app, guild).await;
 
     let redis = env.redis.as_mut().unwrap();
     redis.save();
@@ -114,13 +105,8 @@ async fn the_database_journal_carries_an_invalidation_past_the_death_of_its_inst
     let b = env.spawn().await;
     let guilds = seed(&a.store).await;
     let guild = &guilds[0];
-    for &kind in AnalyticsKind::ALL {
-        a.analytics(kind.as_str(), guild).await;
-    }
-    let user = json(a.analytics("lurkers", guild).await).await[0]["userId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    warm(&a, guild).await;
+    let user = a_lurker(&a, guild).await;
 
     let redis = env.redis.as_mut().unwrap();
     redis.save();
@@ -134,11 +120,7 @@ async fn the_database_journal_carries_an_invalidation_past_the_death_of_its_inst
     redis.restart();
 
     // B applies the journal within its interval...
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !b.store.pending_invalidations().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the journal was not applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_applied_journal(&b).await;
     // ...and serves nothing stale.
     assert_all_fresh(&b, guild, "instance B").await;
 }
@@ -159,10 +141,6 @@ async fn the_journal_also_works_on_postgresql() {
     assert_eq!(response.status().as_u16(), 201);
     assert_eq!(app.store.pending_invalidations().await.unwrap().len(), 1);
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !app.store.pending_invalidations().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the journal was not applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_applied_journal(&app).await;
     assert_all_fresh(&app, guild, "PostgreSQL").await;
 }
