@@ -203,10 +203,11 @@ impl PubSub {
             let mut routes = self.inner.lock();
             routes.next_id += 1;
             let id = routes.next_id;
-            if kind == Kind::Pattern && !routes.matchers.contains_key(&wire) {
-                if let Some(matcher) = crate::glob::redis_glob(&wire) {
-                    routes.matchers.insert(wire.clone(), matcher);
-                }
+            if kind == Kind::Pattern
+                && !routes.matchers.contains_key(&wire)
+                && let Some(matcher) = crate::glob::redis_glob(&wire)
+            {
+                routes.matchers.insert(wire.clone(), matcher);
             }
             let handlers = routes.handlers.entry((kind, wire.clone())).or_default();
             handlers.push((id, tx));
