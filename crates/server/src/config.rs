@@ -51,6 +51,10 @@ pub struct Settings {
     /// Requests per minute per client on the analytics routes; 0 turns it off.
     pub rate_limit_per_minute: u32,
     pub body_limit_bytes: usize,
+    /// Least time between two recomputations of one guild's analytics for
+    /// its WebSocket subscribers (`WS_PUSH_INTERVAL_MS`): a burst of events
+    /// becomes a few pushes, not a burst of queries.
+    pub ws_push_interval: Duration,
 }
 
 /// The TTLs of SPEC 2.3.
@@ -160,6 +164,15 @@ impl Settings {
             body_limit_bytes: vars
                 .parse("BODY_LIMIT_BYTES", "a number of bytes")?
                 .unwrap_or(1024 * 1024),
+            ws_push_interval: match vars.millis("WS_PUSH_INTERVAL_MS")? {
+                Some(Duration::ZERO) => {
+                    return Err(ConfigError {
+                        variable: "WS_PUSH_INTERVAL_MS",
+                        message: "must be at least 1 millisecond".into(),
+                    });
+                }
+                interval => interval.unwrap_or(Duration::from_secs(1)),
+            },
         })
     }
 
@@ -310,6 +323,7 @@ mod tests {
         assert_eq!(s.cache_prefix, "spywatcher:");
         assert_eq!(s.ttl(AnalyticsKind::Heatmap), Duration::from_secs(900));
         assert_eq!(s.ttl(AnalyticsKind::Clients), Duration::from_secs(120));
+        assert_eq!(s.ws_push_interval, Duration::from_secs(1));
     }
 
     #[test]
@@ -327,6 +341,8 @@ mod tests {
             (vec![("CACHE_TTL_GHOSTS", "0")], "CACHE_TTL_GHOSTS"),
             (vec![("CACHE_TTL_ROLES", "ten")], "CACHE_TTL_ROLES"),
             (vec![("CACHE_PREFIX", "spy*")], "CACHE_PREFIX"),
+            (vec![("WS_PUSH_INTERVAL_MS", "0")], "WS_PUSH_INTERVAL_MS"),
+            (vec![("WS_PUSH_INTERVAL_MS", "soon")], "WS_PUSH_INTERVAL_MS"),
             (
                 vec![("REDIS_CLUSTER_NODES", "a:1,b:2")],
                 "REDIS_CLUSTER_NODES",

@@ -15,6 +15,7 @@ use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, Settings};
 use crate::rate_limit::RateLimiter;
 use crate::routes;
+use crate::service::realtime::Realtime;
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::AppState;
 
@@ -58,8 +59,10 @@ impl Application {
             }
             _ => RateLimiter::memory(settings.rate_limit_per_minute),
         };
+        let service = Spywatcher::new(store, cache, settings.ttls.clone());
         let state = AppState {
-            service: Spywatcher::new(store, cache, settings.ttls.clone()),
+            realtime: Realtime::new(service.clone(), settings.ws_push_interval),
+            service,
             tokens: Arc::new(tokens),
             rate_limiter: Arc::new(rate_limiter),
             metrics: metrics_handle(),

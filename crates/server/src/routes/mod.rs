@@ -8,10 +8,11 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -38,6 +39,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events/{kind}", post(events::ingest))
         .route_layer(role(Role::Ingest));
 
+    // The token may come as `?token=` (browsers set no headers on a
+    // WebSocket): moved into the header before `auth::require` runs.
+    let realtime = Router::new()
+        .route("/ws", get(ws::connect))
+        .route_layer(role(Role::Read))
+        .route_layer(from_fn(ws::token_from_query));
+
     use admin::monitoring::cache;
     let admin = Router::new()
         .route("/api/admin/monitoring/cache/stats", get(cache::stats))
@@ -59,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(analytics)
         .merge(events)
         .merge(admin)
+        .merge(realtime)
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

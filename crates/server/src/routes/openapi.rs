@@ -106,6 +106,20 @@ fn build() -> Value {
             "/health/live": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
             "/health/ready": { "get": { "summary": "Readiness: database and cache state",
                 "responses": { "200": { "description": "Ready or degraded" }, "503": { "description": "Database unavailable" } } } },
+            "/ws": { "get": {
+                "summary": "WebSocket: subscribe to guilds, receive their invalidations and fresh analytics",
+                "description": "Client frames: {\"type\":\"subscribe\"|\"unsubscribe\",\"guildId\"}. Server frames: {\"type\":\"subscribed\"|\"unsubscribed\",\"guildId\"}, {\"type\":\"invalidated\",\"event\",\"guildId\",\"timestamp\"}, {\"type\":\"analytics\",\"guildId\",\"analytics\",\"data\",\"timestamp\"} (at most one per analytics per WS_PUSH_INTERVAL_MS), {\"type\":\"error\",\"message\"}.",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "token", "in": "query", "required": false,
+                    "description": "The bearer token, for clients that cannot set headers (browsers); the Authorization header wins",
+                    "schema": { "type": "string" } }],
+                "responses": {
+                    "101": { "description": "Switching to the WebSocket protocol" },
+                    "400": error_response("Not a WebSocket handshake"),
+                    "401": error_response("Missing or unknown token"),
+                    "403": error_response("Token lacks the read role")
+                }
+            } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "Text exposition format" } } } },
             "/api/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
         },

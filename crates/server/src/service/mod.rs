@@ -1,9 +1,10 @@
 //! The service: analytics served through the cache, events ingested with
-//! precise invalidation. It joins the two libraries and knows nothing of
-//! HTTP; the routes call it.
+//! precise invalidation, and their real-time pushes ([`realtime`]). It joins
+//! the two libraries and knows nothing of HTTP; the routes call it.
 
 pub mod journal;
 pub mod keys;
+pub mod realtime;
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;

@@ -11,3 +11,4 @@ mod health;
 mod invalidation;
 mod multi_instance;
 mod outage;
+mod ws;
