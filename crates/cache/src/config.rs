@@ -45,8 +45,8 @@ pub struct CacheConfig {
     pub journal_interval: Duration,
     /// Stale entries under an invalidated tag are deleted in batches of this
     /// many keys, so that reclaiming memory never stalls Redis: a batch of
-    /// 100 runs for well under a millisecond on an idle Redis (500 took up
-    /// to 9 ms on a busy two-core machine; see BENCHMARKS.md).
+    /// 50 runs for a fraction of a millisecond on an idle Redis (batches of
+    /// 500 took up to 9 ms on a busy two-core machine; see BENCHMARKS.md).
     pub sweep_batch: usize,
     /// With Redis: about how many entries' tags this process remembers so
     /// that a read costs one round trip (`GET` + `MGET` of the tags' markers)
@@ -75,7 +75,7 @@ impl Default for CacheConfig {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             journal_interval: Duration::from_secs(1),
-            sweep_batch: 100,
+            sweep_batch: 50,
             redis_read_hints: 131_072,
             stat_groups: Vec::new(),
         }

@@ -20,10 +20,11 @@ use crate::cache::Inner;
 use crate::store::Store;
 
 /// Longest stretch of sweeping at once, so the task never hogs Redis...
-const SWEEP_BUDGET: Duration = Duration::from_millis(100);
+const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 /// ...and the pause before the next stretch while stale entries remain: a
-/// large invalidation is swept at half speed, in a few seconds rather than
-/// the one stretch per `journal_interval` of an idle task.
+/// large invalidation is swept at a third of the speed Redis could take, in
+/// seconds rather than the one stretch per `journal_interval` of an idle task,
+/// while reads of the invalidated keys (a likely burst) get most of Redis.
 const SWEEP_PAUSE: Duration = Duration::from_millis(100);
 
 pub(crate) fn spawn(inner: &Arc<Inner>) {

@@ -81,11 +81,12 @@ impl RedisStore {
         if let (Some(hint), true) = (&hint, suspect) {
             // This process invalidated one of the tags since: if a marker is
             // gone, the entry (if still there) is stale; skip fetching it.
-            let markers: Markers = redis::cmd("MGET")
+            // EXISTS answers with one integer, the cheapest reply there is.
+            let existing: usize = redis::cmd("EXISTS")
                 .arg(&hint.markers[..])
                 .query_async(&mut conn)
                 .await?;
-            if markers.iter().any(Option::is_none) {
+            if existing < hint.markers.len() {
                 self.hints.remove(&entry_key);
                 return Ok(None);
             }
