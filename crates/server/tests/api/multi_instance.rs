@@ -65,7 +65,7 @@ async fn a_redis_restart_leaves_no_stale_value_on_either_instance() {
     let guilds = seed(&a.store).await;
     let guild = &guilds[0];
     for app in [&a, &b] {
-        warm(&app, guild).await;
+        warm(app, guild).await;
     }
     let redis = env.redis.as_mut().unwrap();
     redis.save();
