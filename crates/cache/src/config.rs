@@ -49,10 +49,11 @@ pub struct CacheConfig {
     /// 500 took up to 9 ms on a busy two-core machine; see BENCHMARKS.md).
     pub sweep_batch: usize,
     /// With Redis: about how many entries' tags this process remembers so
-    /// that a read costs one round trip (`GET` + `MGET` of the tags' markers)
-    /// and no script. A fixed table (12 bytes a slot, plus about 200 bytes per
-    /// hint held: key and marker names); 0 makes every read of a tagged entry
-    /// two round trips.
+    /// that a read costs one round trip (one `MGET` of the entry and its
+    /// tags' markers) and no script. A fixed table (12 bytes a slot, 3 MiB at
+    /// the default, plus about 200 bytes per hint held: key and marker names).
+    /// Keep it at twice the entries read often, or more: near full, hints
+    /// replace each other and reads take two round trips. 0 keeps no hints.
     pub redis_read_hints: usize,
     /// Key prefixes (after `prefix`) whose hits and misses are counted
     /// separately in [`CacheStats::by_type`](crate::CacheStats), e.g.
@@ -76,7 +77,7 @@ impl Default for CacheConfig {
             breaker_cooldown: Duration::from_secs(1),
             journal_interval: Duration::from_secs(1),
             sweep_batch: 50,
-            redis_read_hints: 131_072,
+            redis_read_hints: 262_144,
             stat_groups: Vec::new(),
         }
     }
