@@ -8,6 +8,7 @@ pub mod realtime;
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,12 +24,17 @@ use tracing::warn;
 pub struct Spywatcher {
     pub store: EventStore,
     pub cache: Cache,
-    ttls: HashMap<AnalyticsKind, Duration>,
+    /// Shared: the state is cloned for every request.
+    ttls: Arc<HashMap<AnalyticsKind, Duration>>,
 }
 
 impl Spywatcher {
     pub fn new(store: EventStore, cache: Cache, ttls: HashMap<AnalyticsKind, Duration>) -> Self {
-        Spywatcher { store, cache, ttls }
+        Spywatcher {
+            store,
+            cache,
+            ttls: Arc::new(ttls),
+        }
     }
 
     fn ttl(&self, kind: AnalyticsKind) -> Duration {
