@@ -131,8 +131,12 @@ impl RedisServer {
             .expect("start redis-server (is it installed? ./scripts/test installs it)");
         self.child = Some(child);
         wait_for_pong(self.port, Duration::from_secs(10)).unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-            panic!("redis-server on port {} did not start: {e}\n{log}", self.port)
+            let log =
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+            panic!(
+                "redis-server on port {} did not start: {e}\n{log}",
+                self.port
+            )
         });
     }
 }
