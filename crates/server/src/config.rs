@@ -44,6 +44,8 @@ pub struct Settings {
     pub ttls: HashMap<AnalyticsKind, Duration>,
     /// Bound of the in-process cache, in bytes.
     pub cache_memory_bytes: u64,
+    /// Bound of the L1 tier in front of Redis, in bytes; 0 turns it off.
+    pub l1_memory_bytes: u64,
     pub compression_threshold: usize,
     pub cache_op_timeout: Duration,
     pub breaker_cooldown: Duration,
@@ -140,6 +142,9 @@ impl Settings {
             api_token: vars.token("API_TOKEN")?,
             cache_prefix,
             ttls,
+            l1_memory_bytes: vars
+                .parse("CACHE_L1_MAX_BYTES", "a number of bytes (0 turns L1 off)")?
+                .unwrap_or(32 * 1024 * 1024),
             cache_memory_bytes: vars
                 .parse("CACHE_MEMORY_MAX_BYTES", "a number of bytes")?
                 .unwrap_or(64 * 1024 * 1024),

@@ -118,6 +118,7 @@ fn build_cache(settings: &Settings, store: &EventStore) -> anyhow::Result<Cache>
         prefix: settings.cache_prefix.clone(),
         compression_threshold: settings.compression_threshold,
         embedded_max_bytes: settings.cache_memory_bytes,
+        l1_max_bytes: settings.l1_memory_bytes,
         op_timeout: settings.cache_op_timeout,
         breaker_cooldown: settings.breaker_cooldown,
         journal_interval: settings.journal_interval,
