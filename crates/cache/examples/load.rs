@@ -901,11 +901,13 @@ async fn figures_3_4(server: &RedisServer, opts: &Opts) -> anyhow::Result<Vec<Fi
     let from = Instant::now();
     // As long as a sweep lasts: the longest PING of an idle Redis over a few
     // seconds shows what this machine's scheduling alone costs.
-    tokio::time::sleep(Duration::from_secs(if opts.quick { 1 } else { 4 })).await;
+    let idle_for = Duration::from_secs(if opts.quick { 1 } else { 4 });
+    tokio::time::sleep(idle_for).await;
     let (idle, _) = max_stall(&pinger.finish(), from, Instant::now());
     log(format!(
-        "figure 3: idle PING max {} (over 4 s)",
-        fmt_dur(idle)
+        "figure 3: idle PING max {} (over {} s)",
+        fmt_dur(idle),
+        idle_for.as_secs()
     ));
 
     let mut flat = Vec::new();
