@@ -226,6 +226,13 @@ pub async fn cache_stats(app: &TestApp) -> serde_json::Value {
     .await
 }
 
+/// One counter of the cache statistics.
+pub async fn cache_counter(app: &TestApp, name: &str) -> u64 {
+    cache_stats(app).await["stats"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}"))
+}
+
 /// Caches all six analytics of a guild, through the API.
 pub async fn warm(app: &TestApp, guild: &GuildId) {
     for &kind in spywatcher_analytics::AnalyticsKind::ALL {

@@ -36,11 +36,6 @@ pub async fn assert_all_fresh(app: &TestApp, guild: &GuildId, context: &str) {
     }
 }
 
-async fn hits(app: &TestApp) -> u64 {
-    let stats = cache_stats(app).await;
-    stats["stats"]["hits"].as_u64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes() {
     let env = TestEnv::new(Db::Sqlite, true).await;
@@ -62,7 +57,7 @@ async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_chang
             .await;
         assert_eq!(response.status().as_u16(), 201, "{kind}");
 
-        let hits_before = hits(&app).await;
+        let hits_before = cache_counter(&app, "hits").await;
         for &analytics in AnalyticsKind::ALL {
             let response = app.analytics(analytics.as_str(), second).await;
             assert_eq!(
@@ -72,7 +67,7 @@ async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_chang
             );
         }
         assert_eq!(
-            hits(&app).await - hits_before,
+            cache_counter(&app, "hits").await - hits_before,
             6,
             "{kind}: stats count the other guild's hits"
         );

@@ -8,11 +8,6 @@ use spywatcher_analytics::{AnalyticsKind, EventKind};
 use crate::helpers::*;
 use crate::invalidation::{assert_all_fresh, event};
 
-async fn loader_runs(app: &TestApp) -> u64 {
-    let stats = cache_stats(app).await;
-    stats["stats"]["loaderRuns"].as_u64().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
     let env = TestEnv::new(Db::Sqlite, true).await;
@@ -121,7 +116,7 @@ async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query() {
         .await
         .unwrap();
     let query_time = started.elapsed();
-    let runs_before = loader_runs(&a).await + loader_runs(&b).await;
+    let runs_before = cache_counter(&a, "loaderRuns").await + cache_counter(&b, "loaderRuns").await;
     // Open the 1,000 connections first, so the burst measures waiting for
     // the value, not TCP set-up.
     let warm = (0..1000).map(|i| {
@@ -148,7 +143,8 @@ async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query() {
     });
     let mut waits = futures::future::join_all(requests).await;
     waits.sort();
-    let runs = loader_runs(&a).await + loader_runs(&b).await - runs_before;
+    let runs =
+        cache_counter(&a, "loaderRuns").await + cache_counter(&b, "loaderRuns").await - runs_before;
     let p99 = waits[waits.len() * 99 / 100];
     println!(
         "1000 cold requests over 2 instances: {runs} database query, query alone {query_time:?}, callers' p50 {:?} p99 {p99:?}",
