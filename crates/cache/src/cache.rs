@@ -245,7 +245,7 @@ impl Cache {
             .inner
             .invalidate(PendingInvalidation::Keys { keys }, false)
             .await
-            .unwrap_or(0);
+            .map_or(0, |counts| counts.iter().sum());
         Counters::add(&self.inner.counters.deletes, deleted);
         deleted
     }
@@ -449,20 +449,13 @@ impl Cache {
     /// the invalidation is journaled and 0 is returned.
     pub async fn invalidate_by_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        let n = self
+        let counts = self
             .inner
             .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, false)
-            .await
-            .unwrap_or(0);
+            .await;
         Counters::add(&self.inner.counters.invalidations, 1);
-        match tags.as_slice() {
-            [tag] => info!("Invalidated {n} cache entries for tag: {tag}"),
-            _ => info!(
-                "Invalidated {n} cache entries for tags: {}",
-                tags.join(", ")
-            ),
-        }
-        n
+        log_invalidated(&tags, counts.as_deref());
+        counts.map_or(0, |counts| counts.iter().sum())
     }
 
     /// Invalidates `tags` when the caller has already recorded the
@@ -478,12 +471,7 @@ impl Cache {
             .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, true)
             .await;
         Counters::add(&self.inner.counters.invalidations, 1);
-        if let Some(n) = applied {
-            info!(
-                "Invalidated {n} cache entries for tags: {}",
-                tags.join(", ")
-            );
-        }
+        log_invalidated(&tags, applied.as_deref());
         applied.is_some()
     }
 
@@ -498,7 +486,7 @@ impl Cache {
                 false,
             )
             .await
-            .unwrap_or(0)
+            .map_or(0, |counts| counts.iter().sum())
     }
 
     /// Deletes everything under this cache's prefix (never FLUSHDB).
@@ -506,7 +494,7 @@ impl Cache {
         self.inner
             .invalidate(PendingInvalidation::FlushAll, false)
             .await
-            .unwrap_or(0)
+            .map_or(0, |counts| counts.iter().sum())
     }
 
     /// Pre-populates many entries at once: one pipeline, not one round trip
@@ -762,7 +750,8 @@ impl Inner {
 
     /// Applies an invalidation; if Redis cannot take it now, journals it
     /// (unless the caller already did) and returns `None`.
-    async fn invalidate(&self, op: PendingInvalidation, journaled: bool) -> Option<u64> {
+    /// Returns per-item counts (per tag for a tag invalidation).
+    async fn invalidate(&self, op: PendingInvalidation, journaled: bool) -> Option<Vec<u64>> {
         // Before the store changes: a `remember` that starts after this call
         // returns must not join a flight whose loader started before it.
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -802,24 +791,29 @@ impl Inner {
     }
 
     /// Performs an invalidation on the store, without the fail-open policy.
-    pub(crate) async fn apply(&self, op: &PendingInvalidation) -> Result<u64, StoreError> {
+    /// Returns a count per tag for a tag invalidation, else one count.
+    pub(crate) async fn apply(&self, op: &PendingInvalidation) -> Result<Vec<u64>, StoreError> {
         match &self.store {
             Store::Embedded(store) => Ok(match op {
                 PendingInvalidation::Tags { tags } => store.invalidate_tags(tags),
-                PendingInvalidation::Keys { keys } => store.delete_many(keys).await,
+                PendingInvalidation::Keys { keys } => vec![store.delete_many(keys).await],
                 PendingInvalidation::Pattern { pattern } => {
-                    match crate::glob::redis_glob(pattern) {
+                    vec![match crate::glob::redis_glob(pattern) {
                         Some(glob) => store.clear_pattern(&glob).await,
                         None => 0,
-                    }
+                    }]
                 }
-                PendingInvalidation::FlushAll => store.flush_all().await,
+                PendingInvalidation::FlushAll => vec![store.flush_all().await],
             }),
             Store::Redis(store) => match op {
                 PendingInvalidation::Tags { tags } => store.invalidate_tags(tags).await,
-                PendingInvalidation::Keys { keys } => store.delete_many(keys).await,
-                PendingInvalidation::Pattern { pattern } => store.clear_pattern(pattern).await,
-                PendingInvalidation::FlushAll => store.clear_pattern("*").await,
+                PendingInvalidation::Keys { keys } => {
+                    store.delete_many(keys).await.map(|n| vec![n])
+                }
+                PendingInvalidation::Pattern { pattern } => {
+                    store.clear_pattern(pattern).await.map(|n| vec![n])
+                }
+                PendingInvalidation::FlushAll => store.clear_pattern("*").await.map(|n| vec![n]),
             },
         }
     }
@@ -882,6 +876,21 @@ impl Inner {
             info!("Applied {count} pending invalidations from the journal");
         }
         complete
+    }
+}
+
+/// The log line operators of the reference design grep for, one per tag.
+fn log_invalidated(tags: &[String], counts: Option<&[u64]>) {
+    match counts {
+        Some(counts) => {
+            for (tag, n) in tags.iter().zip(counts) {
+                info!("Invalidated {n} cache entries for tag: {tag}");
+            }
+        }
+        None => info!(
+            "Invalidation of {} journaled until Redis answers",
+            tags.join(", ")
+        ),
     }
 }
 

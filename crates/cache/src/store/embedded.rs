@@ -194,15 +194,19 @@ impl EmbeddedStore {
         deleted
     }
 
-    pub fn invalidate_tags(&self, tags: &[String]) -> u64 {
+    /// Returns the count of entries written under each tag since its last
+    /// invalidation, in order.
+    pub fn invalidate_tags(&self, tags: &[String]) -> Vec<u64> {
         let registry = self.registry();
         tags.iter()
-            .filter_map(|tag| registry.cells.get(tag.as_str()))
-            .map(|cell| {
-                cell.version.fetch_add(1, Ordering::AcqRel);
-                cell.members.swap(0, Ordering::Relaxed)
+            .map(|tag| match registry.cells.get(tag.as_str()) {
+                Some(cell) => {
+                    cell.version.fetch_add(1, Ordering::AcqRel);
+                    cell.members.swap(0, Ordering::Relaxed)
+                }
+                None => 0,
             })
-            .sum()
+            .collect()
     }
 
     pub async fn clear_pattern(&self, pattern: &globset::GlobMatcher) -> u64 {

@@ -281,10 +281,11 @@ impl RedisStore {
         Ok(n)
     }
 
-    /// Invalidates every tag in one pipeline; each tag costs O(1).
-    pub async fn invalidate_tags(&self, tags: &[String]) -> Result<u64, StoreError> {
+    /// Invalidates every tag in one pipeline; each tag costs O(1). Returns
+    /// the count of entries recorded under each tag, in order.
+    pub async fn invalidate_tags(&self, tags: &[String]) -> Result<Vec<u64>, StoreError> {
         if tags.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for tag in tags {
@@ -295,8 +296,7 @@ impl RedisStore {
                 .arg(&self.keys.sweep_list)
                 .arg(self.keys.grave(tag));
         }
-        let counts: Vec<u64> = self.eval_pipeline(&self.scripts.invalidate, &pipe).await?;
-        Ok(counts.into_iter().sum())
+        self.eval_pipeline(&self.scripts.invalidate, &pipe).await
     }
 
     /// Deletes the keys under the prefix matching `glob` (SCAN, then UNLINK in batches).
