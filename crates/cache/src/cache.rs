@@ -695,7 +695,13 @@ impl Inner {
     }
 
     fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Option<Encoded> {
-        match codec::encode(value, self.config.compression_threshold) {
+        // Compression saves Redis memory and bandwidth; in process it would
+        // only cost a decompression on every hit.
+        let threshold = match self.store {
+            Store::Embedded(_) => usize::MAX,
+            Store::Redis(_) => self.config.compression_threshold,
+        };
+        match codec::encode(value, threshold) {
             Ok(encoded) => Some(encoded),
             Err(e) => {
                 error!(key, error = %e, "value not cached");

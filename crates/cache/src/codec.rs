@@ -83,6 +83,22 @@ pub(crate) fn decode_json(encoded: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, 
     }
 }
 
+/// The same value stored plain (decompressed), for the in-process tiers.
+pub(crate) fn plain(encoded: Bytes) -> Bytes {
+    if encoded.first() != Some(&LZ4) {
+        return encoded;
+    }
+    match decode_json(&encoded) {
+        Ok(json) => {
+            let mut out = Vec::with_capacity(json.len() + 1);
+            out.push(PLAIN);
+            out.extend_from_slice(&json);
+            out.into()
+        }
+        Err(_) => encoded,
+    }
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(encoded: &[u8]) -> Result<T, CodecError> {
     let json = decode_json(encoded)?;
     serde_json::from_slice(&json).map_err(CodecError::Deserialize)
@@ -196,6 +212,15 @@ mod tests {
         assert_eq!(encoded.bytes[0], LZ4);
         assert!(encoded.saved > 9_000);
         assert_eq!(decode::<String>(&encoded.bytes).unwrap(), big);
+    }
+
+    #[test]
+    fn plain_undoes_compression() {
+        let big = "a".repeat(10_000);
+        let encoded = encode(&big, 1024).unwrap().bytes;
+        let plain = plain(encoded);
+        assert_eq!(plain[0], PLAIN);
+        assert_eq!(decode::<String>(&plain).unwrap(), big);
     }
 
     #[test]

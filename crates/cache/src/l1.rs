@@ -67,6 +67,8 @@ impl L1 {
         tags: &[String],
         seen: Box<[TagVersion]>,
     ) {
+        // Held decompressed: a hit then hands out a slice, with no work.
+        let value = crate::codec::plain(value);
         self.store.set(key, value, ttl, tags, Some(seen)).await;
     }
 
