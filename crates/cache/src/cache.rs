@@ -337,8 +337,14 @@ impl Cache {
             inner.counters.hit(key, Tier::L1);
             return Ok((value, Origin::Cache));
         }
+        let embedded = matches!(inner.store, Store::Embedded(_));
+        if embedded && let Some(value) = inner.fetch(key, None).await.and_then(|e| decode(&e)) {
+            return Ok((value, Origin::Cache));
+        }
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        if let Some(value) = inner.fetch(key, Some(&tags)).await.and_then(|e| decode(&e)) {
+        if !embedded
+            && let Some(value) = inner.fetch(key, Some(&tags)).await.and_then(|e| decode(&e))
+        {
             return Ok((value, Origin::Cache));
         }
         let leader = loop {
@@ -381,9 +387,18 @@ impl Cache {
                 .await
             {
                 Ok(true) => {
-                    lease = Some(token);
                     drop(landed);
                     waiters.forget(key);
+                    // Another instance may have stored the value and given
+                    // the lease back between our lookup and now.
+                    if let Ok(Some(encoded)) = inner.redis_call(budget, store.get(key)).await
+                        && let Some(value) = decode(&encoded)
+                    {
+                        let _ = inner.redis_call(budget, store.unlock(key, token)).await;
+                        leader.complete(encoded);
+                        return Ok((value, Origin::Cache));
+                    }
+                    lease = Some(token);
                 }
                 Ok(false) => {
                     let _ = tokio::time::timeout(inner.config.lock_lease, landed).await;

@@ -1,8 +1,10 @@
 //! `GET|POST /api/analytics/{type}?guildId=&since=`
 
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use spywatcher_analytics::AnalyticsKind;
@@ -15,7 +17,7 @@ pub async fn analytics(
     State(state): State<AppState>,
     kind: Result<Path<String>, PathRejection>,
     query: Result<Query<Params>, QueryRejection>,
-    headers: HeaderMap,
+    IfNoneMatch(if_none_match): IfNoneMatch,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let kind: AnalyticsKind =
@@ -37,7 +39,7 @@ pub async fn analytics(
     let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&json));
     let x_cache = HeaderValue::from_static(if origin.is_hit() { "hit" } else { "miss" });
     let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if if_none_match(&headers, &etag) {
+    if matches_etag(if_none_match.as_ref(), &etag) {
         return Ok((
             StatusCode::NOT_MODIFIED,
             [
@@ -86,12 +88,25 @@ fn merge_body_params(params: &mut Params, body: &serde_json::Value) -> Result<()
     Ok(())
 }
 
+/// The `If-None-Match` header alone: the handler needs no other header, and
+/// cloning the whole map on the hottest route costs allocations.
+pub struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(
+            parts.headers.get(header::IF_NONE_MATCH).cloned(),
+        ))
+    }
+}
+
 /// Does `If-None-Match` name the current ETag (or `*`)?
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+fn matches_etag(if_none_match: Option<&HeaderValue>, etag: &str) -> bool {
+    if_none_match
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim().trim_start_matches("W/"))
         .any(|tag| tag == "*" || tag == etag)
