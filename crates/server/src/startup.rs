@@ -17,7 +17,7 @@ use crate::rate_limit::RateLimiter;
 use crate::routes;
 use crate::service::realtime::Realtime;
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 pub struct Application {
     listener: TcpListener,
@@ -60,14 +60,14 @@ impl Application {
             _ => RateLimiter::memory(settings.rate_limit_per_minute),
         };
         let service = Spywatcher::new(store, cache, settings.ttls.clone());
-        let state = AppState {
+        let state = AppState::new(Shared {
             realtime: Realtime::new(service.clone(), settings.ws_push_interval),
             service,
             tokens: Arc::new(tokens),
             rate_limiter: Arc::new(rate_limiter),
             metrics: metrics_handle(),
             body_limit: settings.body_limit_bytes,
-        };
+        });
         let address = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(address)
             .await

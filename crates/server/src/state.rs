@@ -9,8 +9,26 @@ use crate::rate_limit::RateLimiter;
 use crate::service::Spywatcher;
 use crate::service::realtime::Realtime;
 
+/// Cloned for every request (by each middleware and handler): one shared
+/// pointer, so a clone is one atomic increment, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub service: Spywatcher,
     /// The guild feeds of the WebSocket connections.
     pub realtime: Realtime,
