@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use spywatcher_analytics::{AnalyticsKind, EventKind};
 
 use crate::helpers::*;
-use crate::invalidation::{assert_all_fresh, event};
+use crate::invalidation::{assert_all_fresh, event, stale_analytics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
@@ -28,25 +28,16 @@ async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
         assert_eq!(response.status().as_u16(), 201, "{kind}");
         // Once the message has arrived, B serves nothing stale from its L1.
         let deadline = Instant::now() + Duration::from_secs(1);
-        'fresh: loop {
-            for &analytics in kind.invalidates() {
-                let served = json(b.analytics(analytics.as_str(), guild).await).await;
-                let fresh = b
-                    .store
-                    .analytics_now(analytics, guild, None)
-                    .await
-                    .unwrap()
-                    .to_json();
-                if served != fresh {
-                    assert!(
-                        Instant::now() < deadline,
-                        "{kind}: B still serves stale {analytics}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue 'fresh;
-                }
+        loop {
+            let stale = stale_analytics(&b, guild, kind.invalidates()).await;
+            if stale.is_empty() {
+                break;
             }
-            break;
+            assert!(
+                Instant::now() < deadline,
+                "{kind}: B still serves stale {stale:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_all_fresh(&b, guild, &format!("B after {kind}")).await;
     }
@@ -73,20 +64,9 @@ async fn a_redis_restart_leaves_no_stale_value_on_either_instance() {
     assert_eq!(response.status().as_u16(), 201);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let mut stale = false;
-        for app in [&a, &b] {
-            for &kind in AnalyticsKind::ALL {
-                let served = json(app.analytics(kind.as_str(), guild).await).await;
-                let fresh = app
-                    .store
-                    .analytics_now(kind, guild, None)
-                    .await
-                    .unwrap()
-                    .to_json();
-                stale |= served != fresh;
-            }
-        }
-        if !stale {
+        let mut stale = stale_analytics(&a, guild, AnalyticsKind::ALL).await;
+        stale.extend(stale_analytics(&b, guild, AnalyticsKind::ALL).await);
+        if stale.is_empty() {
             break;
         }
         assert!(
