@@ -17,33 +17,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde::{Deserialize, Serialize};
 use spywatcher_cache::{Cache, CacheConfig, SetOptions};
 
 const KEYS: usize = 1_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Row {
-    user_id: String,
-    username: String,
-    typing_count: u64,
-    message_count: u64,
-    ghost_score: f64,
-}
+#[path = "support/value.rs"]
+mod value;
 
-/// About 1 KiB of JSON.
-fn rows() -> Vec<Row> {
-    (0..9u64)
-        .map(|i| Row {
-            user_id: format!("{}", 100_000_000_000_000_000u64 + i),
-            username: format!("user{i}"),
-            typing_count: 10 + i,
-            message_count: i,
-            ghost_score: (10.0 + i as f64) / (i as f64 + 1.0),
-        })
-        .collect()
-}
+use value::{Row, value_1k as rows};
 
 struct PerEntryTtl;
 
