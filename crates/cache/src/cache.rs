@@ -57,6 +57,15 @@ impl SetOptions {
     }
 }
 
+/// JSON as the cache holds it, with the digest (xxh3-64) of its bytes taken
+/// once when it was stored: a strong validator, such as an HTTP `ETag`, that
+/// costs nothing to produce on a hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedJson {
+    pub bytes: Bytes,
+    pub digest: u64,
+}
+
 /// Where the value returned by [`Cache::remember_json`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -205,13 +214,8 @@ impl Cache {
 
     /// The JSON stored under `key`, as bytes: for callers that pass cached
     /// JSON on without deserializing it.
-    pub async fn get_json(&self, key: &str) -> Option<Bytes> {
-        let mut encoded = self.inner.fetch(key, None).await?;
-        if codec::is_plain(&encoded) {
-            // In place: no reference count taken and dropped for a slice.
-            bytes::Buf::advance(&mut encoded, 1);
-            return Some(encoded);
-        }
+    pub async fn get_json(&self, key: &str) -> Option<CachedJson> {
+        let encoded = self.inner.fetch(key, None).await?;
         json_of(key, &encoded)
     }
 
@@ -284,15 +288,15 @@ impl Cache {
     }
 
     /// [`remember`](Self::remember) for callers that pass the JSON on as
-    /// is (an HTTP response body): no deserialization on a hit, and the
-    /// [`Origin`] of the value.
+    /// is (an HTTP response body): no deserialization on a hit, the JSON's
+    /// digest, and the [`Origin`] of the value.
     pub async fn remember_json<T, E, F, Fut, S>(
         &self,
         key: &str,
         ttl: Duration,
         tags: &[S],
         loader: F,
-    ) -> Result<(Bytes, Origin), E>
+    ) -> Result<(CachedJson, Origin), E>
     where
         T: Serialize,
         F: FnOnce() -> Fut,
@@ -304,9 +308,14 @@ impl Cache {
             let value = loader().await?;
             let encoded = self.inner.encode(key, &value);
             let json = match &encoded {
-                Some(encoded) => json_of(key, &encoded.bytes).unwrap_or_default(),
-                None => Bytes::from(serde_json::to_vec(&value).unwrap_or_default()),
-            };
+                Some(encoded) => json_of(key, &encoded.bytes),
+                None => None,
+            }
+            .unwrap_or_else(|| {
+                let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+                let digest = codec::digest(&bytes);
+                CachedJson { bytes, digest }
+            });
             Ok((json, encoded))
         };
         self.remember_with(key, ttl, tags, decode, load).await
@@ -919,11 +928,10 @@ fn valid_key(key: &str) -> bool {
     !key.is_empty() && !key.starts_with('~')
 }
 
-/// The JSON of an encoded value: a slice of it when stored plain.
-fn json_of(key: &str, encoded: &Bytes) -> Option<Bytes> {
-    match codec::decode_json(encoded) {
-        Ok(std::borrow::Cow::Borrowed(_)) => Some(encoded.slice(1..)),
-        Ok(std::borrow::Cow::Owned(json)) => Some(Bytes::from(json)),
+/// The JSON of an encoded value (a slice of it when stored plain) and its digest.
+fn json_of(key: &str, encoded: &Bytes) -> Option<CachedJson> {
+    match codec::json_and_digest(encoded) {
+        Ok((bytes, digest)) => Some(CachedJson { bytes, digest }),
         Err(e) => {
             warn!(key, error = %e, "cached value unreadable: treated as a miss");
             None

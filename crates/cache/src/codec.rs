@@ -2,7 +2,18 @@
 //!
 //! A value is stored as its JSON, compressed with LZ4 when the JSON is larger
 //! than the configured threshold (and compression actually shrinks it). The
-//! first byte says which, so readers never guess.
+//! first byte says which, so readers never guess; the next eight hold the
+//! xxh3-64 digest of the JSON, taken once when the value is encoded, so that
+//! a reader wanting a validator of the value (an HTTP `ETag`) never hashes it
+//! again on a hit:
+//!
+//! ```text
+//! 'J' <digest: 8 bytes, big-endian> <JSON>
+//! 'Z' <digest: 8 bytes, big-endian> <JSON, LZ4 with its size prepended>
+//! ```
+//!
+//! Values written before the digest existed (`'j' <JSON>`, `'z' <LZ4>`) are
+//! still read; their digest is computed when asked for.
 //!
 //! In Redis an entry is an *envelope*: a short header naming the versions of
 //! the entry's tags at the time it was written, then the value. The header is
@@ -24,10 +35,15 @@ use serde::de::DeserializeOwned;
 
 use crate::error::CodecError;
 
-const PLAIN: u8 = b'j';
-const LZ4: u8 = b'z';
+const PLAIN: u8 = b'J';
+const LZ4: u8 = b'Z';
+const LEGACY_PLAIN: u8 = b'j';
+const LEGACY_LZ4: u8 = b'z';
+/// Flag byte and digest.
+const HEADER: usize = 9;
 
-/// A value ready to be stored: a flag byte then the JSON, possibly compressed.
+/// A value ready to be stored: a flag byte, the digest, then the JSON,
+/// possibly compressed.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoded {
     pub bytes: Bytes,
@@ -44,57 +60,95 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 }
 
 pub(crate) fn encode_json(json: &[u8], compression_threshold: usize) -> Encoded {
+    let digest = digest(json);
     if json.len() > compression_threshold {
         let compressed = lz4_flex::compress_prepend_size(json);
-        if compressed.len() + 1 < json.len() + 1 {
-            let mut out = Vec::with_capacity(compressed.len() + 1);
-            out.push(LZ4);
-            out.extend_from_slice(&compressed);
+        if compressed.len() < json.len() {
             let saved = (json.len() - compressed.len()) as u64;
             return Encoded {
-                bytes: out.into(),
+                bytes: with_header(LZ4, digest, &compressed),
                 saved,
             };
         }
     }
-    let mut out = Vec::with_capacity(json.len() + 1);
-    out.push(PLAIN);
-    out.extend_from_slice(json);
     Encoded {
-        bytes: out.into(),
+        bytes: with_header(PLAIN, digest, json),
         saved: 0,
     }
 }
 
-/// Is this encoded value plain JSON after its flag byte (not compressed)?
-pub(crate) fn is_plain(encoded: &[u8]) -> bool {
-    encoded.first() == Some(&PLAIN)
+fn with_header(flag: u8, digest: u64, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.push(flag);
+    out.extend_from_slice(&digest.to_be_bytes());
+    out.extend_from_slice(payload);
+    out.into()
+}
+
+/// The digest of some JSON, as stored in its encoding.
+pub(crate) fn digest(json: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(json)
+}
+
+/// The JSON of a value and its digest, as the cache hands them out.
+pub(crate) fn json_and_digest(encoded: &Bytes) -> Result<(Bytes, u64), CodecError> {
+    match encoded.first() {
+        Some(&PLAIN) if encoded.len() >= HEADER => {
+            let digest = u64::from_be_bytes(encoded[1..HEADER].try_into().expect("8 bytes"));
+            Ok((encoded.slice(HEADER..), digest))
+        }
+        Some(&LEGACY_PLAIN) => {
+            let json = encoded.slice(1..);
+            let digest = digest(&json);
+            Ok((json, digest))
+        }
+        _ => {
+            let json = Bytes::from(decode_json(encoded)?.into_owned());
+            let digest = stored_digest(encoded).unwrap_or_else(|| digest(&json));
+            Ok((json, digest))
+        }
+    }
+}
+
+/// The digest written with a value, if it has one.
+fn stored_digest(encoded: &[u8]) -> Option<u64> {
+    match encoded.first() {
+        Some(&PLAIN | &LZ4) => Some(u64::from_be_bytes(encoded.get(1..HEADER)?.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// The JSON of an encoded value, decompressed if it was stored compressed.
 pub(crate) fn decode_json(encoded: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CodecError> {
-    match encoded.split_first() {
-        Some((&PLAIN, json)) => Ok(std::borrow::Cow::Borrowed(json)),
-        Some((&LZ4, compressed)) => lz4_flex::decompress_size_prepended(compressed)
+    let corrupt = |why: String| CodecError::Corrupt(why);
+    let lz4 = |compressed: &[u8]| {
+        lz4_flex::decompress_size_prepended(compressed)
             .map(std::borrow::Cow::Owned)
-            .map_err(|e| CodecError::Corrupt(format!("lz4: {e}"))),
-        Some((flag, _)) => Err(CodecError::Corrupt(format!("unknown value flag {flag}"))),
-        None => Err(CodecError::Corrupt("empty value".into())),
+            .map_err(|e| corrupt(format!("lz4: {e}")))
+    };
+    let after_digest = || {
+        encoded
+            .get(HEADER..)
+            .ok_or_else(|| corrupt("truncated value".into()))
+    };
+    match encoded.first() {
+        Some(&PLAIN) => after_digest().map(std::borrow::Cow::Borrowed),
+        Some(&LZ4) => lz4(after_digest()?),
+        Some(&LEGACY_PLAIN) => Ok(std::borrow::Cow::Borrowed(&encoded[1..])),
+        Some(&LEGACY_LZ4) => lz4(&encoded[1..]),
+        Some(flag) => Err(corrupt(format!("unknown value flag {flag}"))),
+        None => Err(corrupt("empty value".into())),
     }
 }
 
-/// The same value stored plain (decompressed), for the in-process tiers.
+/// The same value stored plain (decompressed, with its digest), for the
+/// in-process tiers: a hit then hands out a slice of it.
 pub(crate) fn plain(encoded: Bytes) -> Bytes {
-    if encoded.first() != Some(&LZ4) {
+    if encoded.first() == Some(&PLAIN) {
         return encoded;
     }
-    match decode_json(&encoded) {
-        Ok(json) => {
-            let mut out = Vec::with_capacity(json.len() + 1);
-            out.push(PLAIN);
-            out.extend_from_slice(&json);
-            out.into()
-        }
+    match json_and_digest(&encoded) {
+        Ok((json, digest)) => with_header(PLAIN, digest, &json),
         Err(_) => encoded,
     }
 }
@@ -224,6 +278,36 @@ mod tests {
     }
 
     #[test]
+    fn the_digest_is_the_json_hash_in_every_form() {
+        let big = "a".repeat(10_000);
+        let json = serde_json::to_vec(&big).unwrap();
+        let expected = (Bytes::from(json.clone()), digest(&json));
+        let compressed = encode(&big, 1024).unwrap().bytes;
+        let stored_plain = encode(&big, usize::MAX).unwrap().bytes;
+        let mut legacy_plain = vec![LEGACY_PLAIN];
+        legacy_plain.extend_from_slice(&json);
+        let mut legacy_lz4 = vec![LEGACY_LZ4];
+        legacy_lz4.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+        for encoded in [
+            compressed.clone(),
+            stored_plain,
+            plain(compressed),
+            Bytes::from(legacy_plain),
+            Bytes::from(legacy_lz4.clone()),
+            plain(Bytes::from(legacy_lz4)),
+        ] {
+            assert_eq!(
+                json_and_digest(&encoded).unwrap(),
+                expected,
+                "{:?}",
+                encoded[0]
+            );
+            assert_eq!(decode::<String>(&encoded).unwrap(), big);
+        }
+        assert!(json_and_digest(&Bytes::from_static(b"J1234")).is_err());
+    }
+
+    #[test]
     fn incompressible_values_are_stored_plain() {
         let noise: Vec<u64> = (0..500).map(|_| rand::random()).collect();
         let encoded = encode(&noise, 16).unwrap();
@@ -242,7 +326,7 @@ mod tests {
     #[test]
     fn envelope_tags_and_versions_are_read() {
         let mut env = b"12\n5\nguild0123456789abcdef3\nabcfedcba9876543210".to_vec();
-        env.extend_from_slice(b"j[]");
+        env.extend_from_slice(b"j[]"); // a value without a digest: still read
         let env = Envelope::parse(Bytes::from(env)).unwrap();
         assert_eq!(env.tag_count(), 2);
         assert_eq!(
@@ -275,5 +359,7 @@ mod tests {
         assert!(decode::<i32>(b"").is_err());
         assert!(decode::<i32>(b"q12").is_err());
         assert!(decode::<i32>(b"z\x01").is_err());
+        assert!(decode::<i32>(b"J1234").is_err());
+        assert!(decode::<i32>(b"Z12345678\x01").is_err());
     }
 }

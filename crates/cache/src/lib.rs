@@ -64,7 +64,7 @@ pub mod pubsub;
 pub mod stats;
 mod store;
 
-pub use cache::{Cache, Origin, SetOptions};
+pub use cache::{Cache, CachedJson, Origin, SetOptions};
 pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};

@@ -43,8 +43,13 @@ async fn large_values_are_stored_compressed_and_read_back_transparently() {
     );
     let json = cache.get_json("big").await.unwrap();
     assert!(
-        serde_json::from_slice::<Vec<Row>>(&json).unwrap() == big,
+        serde_json::from_slice::<Vec<Row>>(&json.bytes).unwrap() == big,
         "raw JSON round trip"
+    );
+    assert_eq!(
+        json.digest,
+        xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&big).unwrap()),
+        "the digest is that of the JSON, not of its compressed form"
     );
     assert_eq!(cache.get::<Vec<Row>>("small").await, Some(rows(1)));
     assert!(cache.stats().await.compression_bytes_saved > (json_len / 2) as u64);
@@ -222,7 +227,7 @@ fn a_prefix_with_glob_characters_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remember_json_serves_the_stored_json_and_says_where_it_came_from() {
+async fn remember_json_serves_the_stored_json_its_digest_and_where_it_came_from() {
     for setup in Setup::all() {
         let cache = setup.cache();
         let load = || async { Ok::<_, ()>(rows(100)) };
@@ -237,7 +242,13 @@ async fn remember_json_serves_the_stored_json_and_says_where_it_came_from() {
             .unwrap();
         assert!(origin.is_hit(), "{}", setup.name());
         assert_eq!(first, second);
-        assert!(serde_json::from_slice::<Vec<Row>>(&second).unwrap() == rows(100));
+        assert!(serde_json::from_slice::<Vec<Row>>(&second.bytes).unwrap() == rows(100));
+        assert_eq!(
+            second.digest,
+            xxhash_rust::xxh3::xxh3_64(&second.bytes),
+            "{}",
+            setup.name()
+        );
     }
 }
 

@@ -1,29 +1,28 @@
 //! Rate limiting of the analytics routes (SPEC 4): 429 with `Retry-After`.
+//! The budget is per client: the caller's role and its IP address.
 //!
 //! In memory by default (GCRA, per client); with
 //! `ENABLE_REDIS_RATE_LIMITING=true` the counters live in Redis, so every
 //! instance shares one budget per client. A Redis fault lets the request
 //! through: limiting is protection, not a reason to fail requests.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::aio::ConnectionManager;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 pub enum RateLimiter {
     Off,
-    Memory(Arc<DefaultKeyedRateLimiter<String>>),
+    Memory(Arc<DefaultKeyedRateLimiter<Client>>),
     Redis {
         conn: ConnectionManager,
         prefix: String,
@@ -68,8 +67,15 @@ impl RateLimiter {
         })
     }
 
+    /// 429 when the client is over its budget.
+    pub async fn admit(&self, caller: Caller, ClientIp(ip): ClientIp) -> Result<(), ApiError> {
+        self.check((caller, ip))
+            .await
+            .map_err(ApiError::RateLimited)
+    }
+
     /// `Err(seconds to wait)` when the client is over its budget.
-    async fn check(&self, client: String) -> Result<(), u64> {
+    async fn check(&self, client: Client) -> Result<(), u64> {
         match self {
             RateLimiter::Off => Ok(()),
             RateLimiter::Memory(limiter) => limiter.check_key(&client).map_err(|not_until| {
@@ -83,7 +89,9 @@ impl RateLimiter {
                 script,
             } => {
                 let mut conn = conn.clone();
-                let key = format!("{prefix}{client}");
+                let (caller, ip) = client;
+                let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+                let key = format!("{prefix}{}:{ip}", caller.as_str());
                 let mut invocation = script.key(key);
                 invocation.arg(60_000);
                 let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
@@ -99,28 +107,22 @@ impl RateLimiter {
     }
 }
 
-/// Middleware for the analytics routes, after authentication.
-pub async fn limit(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if matches!(*state.rate_limiter, RateLimiter::Off) {
-        return Ok(next.run(request).await);
+/// Who a budget belongs to.
+type Client = (Caller, Option<IpAddr>);
+
+/// The peer's IP address (none when the server runs without connection
+/// info, as in some tests).
+pub struct ClientIp(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
     }
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .map_or("anonymous", |c| c.as_str());
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
-        .unwrap_or_default();
-    state
-        .rate_limiter
-        .check(format!("{caller}:{ip}"))
-        .await
-        .map_err(ApiError::RateLimited)?;
-    Ok(next.run(request).await)
 }

@@ -28,6 +28,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        // First: metric handles taken before the recorder exists stay no-ops.
+        let metrics = metrics_handle();
         let store = connect_store(&settings.database_url).await?;
         let cache = build_cache(settings, &store)?;
         if let CacheBackend::Redis { .. } = settings.cache {
@@ -65,7 +67,7 @@ impl Application {
             service,
             tokens: Arc::new(tokens),
             rate_limiter: Arc::new(rate_limiter),
-            metrics: metrics_handle(),
+            metrics,
             body_limit: settings.body_limit_bytes,
         });
         let address = SocketAddr::new(settings.host, settings.port);

@@ -47,8 +47,10 @@ impl Since {
     }
 
     /// The `{since}` segment of a cache key (SPEC 2.3): epoch ms or `all`.
-    pub fn key_segment(since: Option<&Since>) -> String {
-        since.map_or_else(|| "all".to_owned(), |s| s.0.to_string())
+    pub fn key_segment(since: Option<&Since>) -> std::borrow::Cow<'static, str> {
+        since.map_or(std::borrow::Cow::Borrowed("all"), |s| {
+            s.0.to_string().into()
+        })
     }
 }
 

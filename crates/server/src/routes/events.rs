@@ -9,11 +9,13 @@ use serde_json::{Value, json};
 use spywatcher_analytics::{EventKind, parse_events};
 
 use super::extract;
+use crate::auth::{Authorized, Ingester};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub async fn ingest(
     State(state): State<AppState>,
+    _: Authorized<Ingester>,
     kind: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

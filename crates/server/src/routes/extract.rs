@@ -1,22 +1,26 @@
 //! Request parts parsed with JSON errors: axum's own extractor rejections
 //! answer in plain text, which SPEC 4 rules out.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use spywatcher_analytics::{GuildId, Since};
 
 use crate::error::ApiError;
 
-pub type Params = HashMap<String, String>;
-
-pub fn query(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
-    query
-        .map(|Query(params)| params)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
+/// The value of one query-string parameter, percent-decoded (lossily: a
+/// malformed sequence becomes U+FFFD, which the value's own check then
+/// rejects). The last of repeated names wins. Looked up by scanning, not
+/// collected into a map: the analytics routes read two parameters, on the
+/// hottest path of the service.
+pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
+    form_urlencoded::parse(query?.as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value)
+        .last()
 }
 
 pub fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -39,20 +43,35 @@ pub fn json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
 }
 
 /// The required `guildId` parameter.
-pub fn guild_id(params: &Params) -> Result<GuildId, ApiError> {
-    let raw = params
-        .get("guildId")
-        .ok_or_else(|| ApiError::BadRequest("guildId is required".into()))?;
-    GuildId::parse(raw.as_str()).map_err(|e| ApiError::BadRequest(format!("guildId {raw:?}: {e}")))
+pub fn guild_id(raw: Option<&str>) -> Result<GuildId, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::BadRequest("guildId is required".into()))?;
+    GuildId::parse(raw).map_err(|e| ApiError::BadRequest(format!("guildId {raw:?}: {e}")))
 }
 
-/// The optional `since` parameter.
-pub fn since(params: &Params) -> Result<Option<Since>, ApiError> {
-    params
-        .get("since")
-        .filter(|s| !s.is_empty())
+/// The optional `since` parameter (empty counts as absent).
+pub fn since(raw: Option<&str>) -> Result<Option<Since>, ApiError> {
+    raw.filter(|s| !s.is_empty())
         .map(|raw| {
             Since::parse(raw).map_err(|e| ApiError::BadRequest(format!("since {raw:?}: {e}")))
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::param;
+
+    #[test]
+    fn params_are_decoded_and_the_last_one_wins() {
+        let query = Some("guildId=1&since=2024-01-01T00%3A00%3A00Z&guildId=2&x");
+        assert_eq!(param(query, "guildId").as_deref(), Some("2"));
+        assert_eq!(
+            param(query, "since").as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(param(query, "x").as_deref(), Some(""));
+        assert_eq!(param(query, "missing"), None);
+        assert_eq!(param(None, "guildId"), None);
+        assert_eq!(param(Some("a=%FF"), "a").as_deref(), Some("\u{fffd}"));
+    }
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use axum::extract::ws::{
     Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -45,7 +45,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::extract::{self, Params};
+use super::extract;
+use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
 use crate::service::realtime::{Feed, Frame, Realtime, error_frame};
 use crate::state::AppState;
@@ -61,8 +62,7 @@ const OUTBOX: usize = 64;
 /// token when no `Authorization` header came.
 pub async fn token_from_query(mut request: Request, next: Next) -> Response {
     if !request.headers().contains_key(header::AUTHORIZATION)
-        && let Ok(Query(params)) = Query::<Params>::try_from_uri(request.uri())
-        && let Some(token) = params.get("token")
+        && let Some(token) = extract::param(request.uri().query(), "token")
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
     {
         request.headers_mut().insert(header::AUTHORIZATION, value);
@@ -72,6 +72,7 @@ pub async fn token_from_query(mut request: Request, next: Next) -> Response {
 
 pub async fn connect(
     State(state): State<AppState>,
+    _: Authorized<Reader>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|e| {
@@ -202,7 +203,7 @@ fn guild_id_of(value: &Value) -> Result<GuildId, ApiError> {
             ));
         }
     };
-    extract::guild_id(&Params::from([("guildId".to_string(), raw)]))
+    extract::guild_id(Some(&raw))
 }
 
 /// Copies one guild's pushes into the connection's outbox, until dropped

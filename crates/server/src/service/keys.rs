@@ -8,21 +8,27 @@
 
 use spywatcher_analytics::{AnalyticsKind, EventKind, GuildId, Since};
 
+// Keys and tags are built by concatenation rather than `format!`: they are
+// built on every analytics request, cached or not.
+
 /// `analytics:{type}:{guildId}:{since}`, `{since}` in epoch ms or `all`.
 pub fn entry_key(kind: AnalyticsKind, guild: &GuildId, since: Option<&Since>) -> String {
-    format!(
-        "analytics:{}:{}:{}",
+    [
+        "analytics:",
         kind.as_str(),
+        ":",
         guild.as_str(),
-        Since::key_segment(since)
-    )
+        ":",
+        &Since::key_segment(since),
+    ]
+    .concat()
 }
 
 /// The tags an analytics entry is stored under.
 pub fn entry_tags(kind: AnalyticsKind, guild: &GuildId) -> [String; 3] {
     [
-        format!("guild:{}", guild.as_str()),
-        format!("analytics:{}", kind.as_str()),
+        ["guild:", guild.as_str()].concat(),
+        ["analytics:", kind.as_str()].concat(),
         analytics_of_guild(kind, guild),
     ]
 }
@@ -35,7 +41,7 @@ pub fn event_tags(kind: EventKind, guild: &GuildId) -> impl Iterator<Item = Stri
 }
 
 fn analytics_of_guild(kind: AnalyticsKind, guild: &GuildId) -> String {
-    format!("analytics:{}:{}", kind.as_str(), guild.as_str())
+    ["analytics:", kind.as_str(), ":", guild.as_str()].concat()
 }
 
 /// The pub/sub channel announcing a guild's invalidations.

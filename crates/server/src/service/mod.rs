@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use spywatcher_analytics::{
     AnalyticsKind, Event, EventKind, EventStore, GuildId, Since, StoreError,
 };
-use spywatcher_cache::{Cache, Origin};
+use spywatcher_cache::{Cache, CachedJson, Origin};
 use tracing::warn;
 
 #[derive(Clone)]
@@ -26,6 +25,7 @@ pub struct Spywatcher {
     pub cache: Cache,
     /// Shared: the state is cloned for every request.
     ttls: Arc<HashMap<AnalyticsKind, Duration>>,
+    requests: Arc<RequestCounters>,
 }
 
 impl Spywatcher {
@@ -34,6 +34,7 @@ impl Spywatcher {
             store,
             cache,
             ttls: Arc::new(ttls),
+            requests: Arc::new(RequestCounters::new()),
         }
     }
 
@@ -44,13 +45,14 @@ impl Spywatcher {
             .unwrap_or_else(|| crate::config::default_ttl(kind))
     }
 
-    /// One analytics as JSON, from the cache or computed by the database.
+    /// One analytics as JSON (with its digest), from the cache or computed
+    /// by the database.
     pub async fn analytics(
         &self,
         kind: AnalyticsKind,
         guild: &GuildId,
         since: Option<Since>,
-    ) -> Result<(Bytes, Origin), StoreError> {
+    ) -> Result<(CachedJson, Origin), StoreError> {
         let key = keys::entry_key(kind, guild, since.as_ref());
         let tags = keys::entry_tags(kind, guild);
         let (json, origin) = self
@@ -59,9 +61,7 @@ impl Spywatcher {
                 self.store.analytics_now(kind, guild, since)
             })
             .await?;
-        metrics::counter!("spywatcher_analytics_requests_total",
-            "type" => kind.as_str(), "cache" => if origin.is_hit() { "hit" } else { "miss" })
-        .increment(1);
+        self.requests.get(kind, origin.is_hit()).increment(1);
         Ok((json, origin))
     }
 
@@ -116,5 +116,36 @@ impl Spywatcher {
             self.analytics(kind, guild, None).await?;
         }
         Ok(AnalyticsKind::ALL.len())
+    }
+}
+
+/// `spywatcher_analytics_requests_total{type, cache}`, registered once: a
+/// labelled `counter!` hashes its labels into the registry on every call,
+/// which the cached path of the analytics route notices.
+struct RequestCounters {
+    /// `[miss, hit]` per analytics, in the order of [`AnalyticsKind::ALL`].
+    counters: Vec<[metrics::Counter; 2]>,
+}
+
+impl RequestCounters {
+    fn new() -> Self {
+        let counter = |kind: AnalyticsKind, cache: &'static str| {
+            metrics::counter!("spywatcher_analytics_requests_total",
+                "type" => kind.as_str(), "cache" => cache)
+        };
+        RequestCounters {
+            counters: AnalyticsKind::ALL
+                .iter()
+                .map(|&kind| [counter(kind, "miss"), counter(kind, "hit")])
+                .collect(),
+        }
+    }
+
+    fn get(&self, kind: AnalyticsKind, hit: bool) -> &metrics::Counter {
+        let index = AnalyticsKind::ALL
+            .iter()
+            .position(|&k| k == kind)
+            .expect("every kind is in AnalyticsKind::ALL");
+        &self.counters[index][usize::from(hit)]
     }
 }

@@ -513,7 +513,7 @@ impl GuildWatch {
             .increment(1);
         async move {
             let data = match service.analytics(kind, &guild, None).await {
-                Ok((json, _)) => serde_json::from_slice::<Value>(&json),
+                Ok((json, _)) => serde_json::from_slice::<Value>(&json.bytes),
                 Err(e) => {
                     warn!(guild = guild.as_str(), %kind, error = %e, "could not recompute for subscribers");
                     return (kind, None);

@@ -1,13 +1,15 @@
 //! `/api/admin/monitoring/cache/{stats,clear,invalidate/{tag},warm}`
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::Uri;
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use crate::auth::{Administrator, Authorized};
 use crate::error::ApiError;
-use crate::routes::extract::{self, Params};
+use crate::routes::extract;
 use crate::state::AppState;
 
 /// `healthy` (Redis in use), `degraded` (Redis skipped), or `embedded`.
@@ -22,7 +24,7 @@ pub fn cache_status(state: &AppState) -> &'static str {
     }
 }
 
-pub async fn stats(State(state): State<AppState>) -> Json<Value> {
+pub async fn stats(State(state): State<AppState>, _: Authorized<Administrator>) -> Json<Value> {
     let stats = state.service.cache.stats().await;
     Json(json!({
         "stats": stats,
@@ -31,7 +33,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-pub async fn clear(State(state): State<AppState>) -> Json<Value> {
+pub async fn clear(State(state): State<AppState>, _: Authorized<Administrator>) -> Json<Value> {
     let deleted = state.service.cache.flush_all().await;
     Json(json!({
         "message": format!("Cleared {deleted} cache entries"),
@@ -42,6 +44,7 @@ pub async fn clear(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn invalidate(
     State(state): State<AppState>,
+    _: Authorized<Administrator>,
     tag: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tag = extract::path(tag)?;
@@ -56,9 +59,10 @@ pub async fn invalidate(
 
 pub async fn warm(
     State(state): State<AppState>,
-    query: Result<Query<Params>, QueryRejection>,
+    _: Authorized<Administrator>,
+    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let guild = extract::guild_id(&extract::query(query)?)?;
+    let guild = extract::guild_id(extract::param(uri.query(), "guildId").as_deref())?;
     let warmed = state.service.warm(&guild).await?;
     Ok(Json(json!({
         "guildId": guild.as_str(),
