@@ -138,6 +138,7 @@ impl Cache {
                     &config.prefix,
                     config.connect_timeout,
                     config.redis_read_hints,
+                    config.redis_tracked_markers,
                 )?),
                 PubSub::redis(
                     url,

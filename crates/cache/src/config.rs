@@ -55,6 +55,12 @@ pub struct CacheConfig {
     /// Keep it at twice the entries read often, or more: near full, hints
     /// replace each other and reads take two round trips. 0 keeps no hints.
     pub redis_read_hints: usize,
+    /// With Redis: how many tags' markers this process may hold, kept exact
+    /// by Redis' client tracking (see `store/redis/tracking.rs`), so that a
+    /// cached read is one `GET`. Beyond it, reads of further tags check
+    /// their markers in Redis. 0: no tracked connection; every read checks
+    /// its markers in Redis (`redis_read_hints`).
+    pub redis_tracked_markers: usize,
     /// Key prefixes (after `prefix`) whose hits and misses are counted
     /// separately in [`CacheStats::by_type`](crate::CacheStats), e.g.
     /// `analytics:ghosts`.
@@ -78,6 +84,7 @@ impl Default for CacheConfig {
             journal_interval: Duration::from_secs(1),
             sweep_batch: 50,
             redis_read_hints: 262_144,
+            redis_tracked_markers: 65_536,
             stat_groups: Vec::new(),
         }
     }

@@ -31,31 +31,47 @@ pub fn embedded_cache() -> Cache {
 }
 
 /// A private Redis and a cache on it, or an embedded cache: the properties
-/// that hold for both stores run once per store.
+/// that hold for both stores run once per store, and on Redis once per read
+/// path (through the L1 tier, or straight to Redis with the markers held in
+/// process, or with the markers read in Redis on every read).
 pub enum Setup {
-    Redis(RedisServer, Cache),
+    Redis(RedisServer, Cache, &'static str),
     Embedded(Cache),
 }
 
 impl Setup {
     pub fn all() -> Vec<Setup> {
-        let server = RedisServer::start();
-        let cache = redis_cache(&server);
+        let redis = |name, config: fn(&RedisServer) -> CacheConfig| {
+            let server = RedisServer::start();
+            let cache = Cache::new(config(&server)).expect("cache on private redis");
+            Setup::Redis(server, cache, name)
+        };
         vec![
-            Setup::Redis(server, cache),
+            redis("redis", fast_config),
+            redis("redis, no L1, tracked markers", |server| CacheConfig {
+                l1_max_bytes: 0,
+                ..fast_config(server)
+            }),
+            redis("redis, no L1, markers read each time", |server| {
+                CacheConfig {
+                    l1_max_bytes: 0,
+                    redis_tracked_markers: 0,
+                    ..fast_config(server)
+                }
+            }),
             Setup::Embedded(embedded_cache()),
         ]
     }
 
     pub fn cache(&self) -> &Cache {
         match self {
-            Setup::Redis(_, cache) | Setup::Embedded(cache) => cache,
+            Setup::Redis(_, cache, _) | Setup::Embedded(cache) => cache,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Setup::Redis(..) => "redis",
+            Setup::Redis(_, _, name) => name,
             Setup::Embedded(_) => "embedded",
         }
     }

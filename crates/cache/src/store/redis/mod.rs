@@ -1,12 +1,14 @@
 //! The standalone Redis store: every operation is one round trip (a script or
 //! a pipeline), whatever the number of entries under a tag. Reads use no
-//! script: one `MGET` of the entry and its tags' markers, checked here (see
-//! `hints.rs`); only the first read of an entry in a process (or after its
-//! tags changed) takes a second round trip.
+//! script: one `GET` of the entry, whose recorded tag versions are checked
+//! against markers held in process and kept exact by Redis' client tracking
+//! (`tracking.rs`); without a tracked connection, one `MGET` of the entry and
+//! its tags' markers, checked here (`hints.rs`).
 
 mod hints;
 mod keys;
 mod scripts;
+mod tracking;
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use redis::{AsyncCommands, Script, Value};
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
 use self::scripts::Scripts;
+use self::tracking::{Check, TrackedReader};
 use super::{Lookup, Versions};
 use crate::codec::{self, new_version};
 use crate::error::{ConfigError, StoreError};
@@ -36,6 +39,7 @@ pub(crate) struct RedisStore {
     // Boxed: they are touched once per read, and keep the store small.
     hints: Box<Hints>,
     epochs: Box<TagEpochs>,
+    tracked: Option<TrackedReader>,
 }
 
 impl RedisStore {
@@ -46,16 +50,22 @@ impl RedisStore {
         prefix: &str,
         connect_timeout: Duration,
         read_hints: usize,
+        tracked_markers: usize,
     ) -> Result<Self, ConfigError> {
         let client = redis::Client::open(url).map_err(ConfigError::RedisUrl)?;
+        let keys = KeyLayout::new(prefix);
+        let tracked =
+            TrackedReader::new(url, &keys.marker_prefix, connect_timeout, tracked_markers)
+                .map_err(ConfigError::RedisUrl)?;
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config(connect_timeout))
             .map_err(ConfigError::RedisUrl)?;
         Ok(RedisStore {
             conn,
-            keys: KeyLayout::new(prefix),
+            keys,
             scripts: Scripts::new(),
             hints: Box::new(Hints::new(read_hints)),
             epochs: Box::new(TagEpochs::new()),
+            tracked,
         })
     }
 
@@ -69,12 +79,48 @@ impl RedisStore {
     }
 
     /// The entry's value if none of its tags was invalidated since it was
-    /// written. One round trip when the entry's tags are known here (see
-    /// `hints.rs`), two otherwise. A stale entry is left for the sweeper (or
-    /// its TTL) to delete: reads stay read-only.
+    /// written. A stale entry is left for the sweeper (or its TTL) to
+    /// delete: reads stay read-only.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-        type Markers = Vec<Option<Vec<u8>>>;
         let entry_key = self.keys.entry(key);
+        if let Some(reader) = &self.tracked
+            && let Some(mut conn) = reader.connection().await
+        {
+            return self.tracked_get(reader, &mut conn, &entry_key).await;
+        }
+        self.hinted_get(entry_key).await
+    }
+
+    /// One `GET` when the markers of the entry's tags are held here, then a
+    /// `MGET` of those markers when they are not.
+    async fn tracked_get(
+        &self,
+        reader: &TrackedReader,
+        conn: &mut redis::aio::MultiplexedConnection,
+        entry_key: &str,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let envelope: Option<Vec<u8>> = conn.get(entry_key).await?;
+        let Some(envelope) = envelope else {
+            return Ok(None);
+        };
+        let envelope = codec::Envelope::parse(Bytes::from(envelope))?;
+        let current = match reader.check(&envelope) {
+            Check::Known(current) => current,
+            Check::Unknown => {
+                let marker_keys: Vec<String> = (0..envelope.tag_count())
+                    .map(|i| self.keys.marker(&String::from_utf8_lossy(envelope.tag(i))))
+                    .collect();
+                let markers = reader.read_markers(conn, &envelope, &marker_keys).await?;
+                envelope.is_current(&markers)
+            }
+        };
+        Ok(current.then(|| envelope.into_value()))
+    }
+
+    /// Without a tracked connection: one round trip when the entry's tags
+    /// are known here (see `hints.rs`), two otherwise.
+    async fn hinted_get(&self, entry_key: String) -> Result<Option<Bytes>, StoreError> {
+        type Markers = Vec<Option<Vec<u8>>>;
         let hint = self.hints.get(&entry_key).filter(|h| !h.markers.is_empty());
         let mut conn = self.conn();
         let suspect = hint.as_ref().is_some_and(|h| h.is_suspect(&self.epochs));

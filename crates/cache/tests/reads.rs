@@ -1,0 +1,131 @@
+//! Reads through Redis without the L1 tier, with the tags' markers held in
+//! process (`store/redis/tracking.rs`): whatever changes a marker, the very
+//! next read knows it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RedisServer, fast_config};
+use spywatcher_cache::{Cache, CacheConfig, SetOptions};
+
+fn tracked_cache(server: &RedisServer) -> Cache {
+    Cache::new(CacheConfig {
+        l1_max_bytes: 0,
+        ..fast_config(server)
+    })
+    .expect("cache")
+}
+
+fn tagged(tags: &[&str]) -> SetOptions {
+    SetOptions::ttl(Duration::from_secs(300)).tags(tags.iter().copied())
+}
+
+/// Connections with client tracking on (`t` among their flags).
+fn tracking_clients(server: &RedisServer) -> usize {
+    server
+        .cli(&["CLIENT", "LIST"])
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .find_map(|field| field.strip_prefix("flags="))
+                .is_some_and(|flags| flags.contains('t'))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_by_another_client_is_seen_by_the_very_next_read() {
+    let server = RedisServer::start();
+    let reader = tracked_cache(&server);
+    let writer = tracked_cache(&server);
+    for round in 0..100 {
+        let tag = format!("t{}", round % 3);
+        assert!(reader.set("k", &round, tagged(&[&tag, "other"])).await);
+        assert_eq!(reader.get::<i32>("k").await, Some(round), "round {round}");
+        // Twice: the second read is answered by the markers held here.
+        assert_eq!(reader.get::<i32>("k").await, Some(round), "round {round}");
+        if round == 0 {
+            assert!(
+                tracking_clients(&server) >= 1,
+                "reads went through a tracked connection"
+            );
+        }
+        match round % 3 {
+            0 => {
+                writer.invalidate_by_tag(&tag).await;
+            }
+            1 => {
+                server.cli(&["DEL", &format!("spywatcher:~t:{{{tag}}}")]);
+            }
+            _ => {
+                server.cli(&["FLUSHALL"]);
+            }
+        }
+        assert_eq!(reader.get::<i32>("k").await, None, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_held_are_forgotten_when_the_connection_is_lost() {
+    let server = RedisServer::start();
+    let cache = tracked_cache(&server);
+    assert!(cache.set("k", &1, tagged(&["t"])).await);
+    assert_eq!(cache.get::<i32>("k").await, Some(1));
+    assert_eq!(cache.get::<i32>("k").await, Some(1));
+
+    // Redis forgets what this connection holds when it goes; a change made
+    // meanwhile reaches nobody. Held markers must not outlive it.
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    server.cli(&["DEL", "spywatcher:~t:{t}"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(cache.get::<i32>("k").await, None, "stale after a reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // And caching goes on, on a new connection.
+    common::wait_until("cached again", Duration::from_secs(2), async || {
+        cache.set("k2", &2, tagged(&["t"])).await && cache.get::<i32>("k2").await == Some(2)
+    })
+    .await;
+    cache.invalidate_by_tag("t").await;
+    assert_eq!(cache.get::<i32>("k2").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
+    let server = RedisServer::start();
+    let reader = tracked_cache(&server);
+    let writer = tracked_cache(&server);
+    for round in 0..30_i32 {
+        assert!(writer.set("k", &round, tagged(&["t", "u"])).await);
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let reader = reader.clone();
+                tokio::spawn(async move {
+                    // Reads race the invalidation until they see it.
+                    let mut seen = 0;
+                    while reader.get::<i32>("k").await.is_some() {
+                        seen += 1;
+                        if seen > 5_000 {
+                            panic!("the invalidation was never seen");
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        writer
+            .invalidate_by_tag(if round % 2 == 0 { "t" } else { "u" })
+            .await;
+        // Once the invalidation returned, no read may see the value.
+        for _ in 0..20 {
+            assert_eq!(reader.get::<i32>("k").await, None, "round {round}");
+        }
+        for task in readers {
+            task.await.expect("reader");
+        }
+    }
+}
