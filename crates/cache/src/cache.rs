@@ -133,13 +133,13 @@ impl Cache {
                 PubSub::local(&config.prefix),
             ),
             Backend::Redis { url } => (
-                Store::Redis(RedisStore::new(
+                Store::Redis(Box::new(RedisStore::new(
                     url,
                     &config.prefix,
                     config.connect_timeout,
                     config.redis_read_hints,
                     config.redis_tracked_markers,
-                )?),
+                )?)),
                 PubSub::redis(
                     url,
                     &config.prefix,

@@ -27,5 +27,6 @@ pub(crate) enum Lookup {
 
 pub(crate) enum Store {
     Embedded(embedded::EmbeddedStore),
-    Redis(redis::RedisStore),
+    // Boxed: the Redis store is several times the embedded one's size.
+    Redis(Box<redis::RedisStore>),
 }

@@ -39,7 +39,7 @@ pub(crate) struct RedisStore {
     // Boxed: they are touched once per read, and keep the store small.
     hints: Box<Hints>,
     epochs: Box<TagEpochs>,
-    tracked: Option<Box<TrackedReader>>,
+    tracked: Option<TrackedReader>,
 }
 
 impl RedisStore {
@@ -65,7 +65,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             hints: Box::new(Hints::new(read_hints)),
             epochs: Box::new(TagEpochs::new()),
-            tracked: tracked.map(Box::new),
+            tracked,
         })
     }
 
