@@ -44,9 +44,10 @@ pub struct CacheConfig {
     /// another instance could only journal.
     pub journal_interval: Duration,
     /// Stale entries under an invalidated tag are deleted in batches of this
-    /// many keys, so that reclaiming memory never stalls Redis: a batch of
-    /// 50 runs for a fraction of a millisecond on an idle Redis (batches of
-    /// 500 took up to 9 ms on a busy two-core machine; see BENCHMARKS.md).
+    /// many keys, so that reclaiming memory never stalls Redis: on a busy
+    /// two-core machine a batch of 20 ran for at most 2.3 ms, 50 for 4.3 ms
+    /// and 500 for 9 ms (see BENCHMARKS.md). The sweep paces itself by time,
+    /// not batches, so smaller batches reclaim about as fast.
     pub sweep_batch: usize,
     /// With Redis: about how many entries' tags this process remembers so
     /// that a read costs one round trip (one `MGET` of the entry and its
@@ -82,7 +83,7 @@ impl Default for CacheConfig {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             journal_interval: Duration::from_secs(1),
-            sweep_batch: 50,
+            sweep_batch: 20,
             redis_read_hints: 262_144,
             redis_tracked_markers: 65_536,
             stat_groups: Vec::new(),
