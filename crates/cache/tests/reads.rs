@@ -129,3 +129,41 @@ async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
         }
     }
 }
+
+/// `calls` of one command in `INFO commandstats`.
+fn command_calls(server: &RedisServer, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_under_a_tag_this_process_invalidated_are_misses_without_a_round_trip() {
+    let server = RedisServer::start();
+    let cache = tracked_cache(&server);
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        assert!(cache.set(key, &i, tagged(&["t", "g"])).await);
+        assert_eq!(cache.get::<usize>(key).await, Some(i));
+    }
+    cache.invalidate_by_tag("t").await;
+    let gets_before = command_calls(&server, "get");
+    for key in &keys {
+        assert_eq!(cache.get::<usize>(key).await, None, "{key}");
+    }
+    let gets = command_calls(&server, "get") - gets_before;
+    assert!(
+        gets <= 2,
+        "{gets} GETs for 50 reads of entries known to be stale"
+    );
+
+    // Written again elsewhere under other tags: at most one false miss.
+    let other = tracked_cache(&server);
+    assert!(other.set("k0", &7, tagged(&["u"])).await);
+    let _ = cache.get::<usize>("k0").await;
+    assert_eq!(cache.get::<usize>("k0").await, Some(7));
+}

@@ -97,6 +97,11 @@ impl Hint {
             .any(|&(slot, seen)| epochs.slots[slot].load(Ordering::Acquire) != seen)
     }
 
+    /// The tags the entry was last seen stored under.
+    pub fn tags(&self) -> impl Iterator<Item = &[u8]> {
+        self.tags.iter().map(|t| &t[..])
+    }
+
     pub fn tags_are(&self, tags: &[String]) -> bool {
         self.tags.len() == tags.len()
             && self

@@ -86,6 +86,19 @@ impl RedisStore {
         if let Some(reader) = &self.tracked
             && let Some(mut conn) = reader.connection().await
         {
+            // Right after this process invalidated one of the entry's tags (as
+            // last seen): if that tag's marker is known to be gone, the entry
+            // is stale, and the read costs no round trip at all. (Should the
+            // entry have been written since under other tags, this is one
+            // false miss: the hint is dropped.)
+            if reader.holds_gone_markers()
+                && let Some(hint) = self.hints.get(&entry_key)
+                && hint.is_suspect(&self.epochs)
+                && reader.any_gone(hint.tags())
+            {
+                self.hints.remove(&entry_key);
+                return Ok(None);
+            }
             return self.tracked_get(reader, &mut conn, &entry_key).await;
         }
         self.hinted_get(entry_key).await

@@ -32,6 +32,7 @@
 //! path of `hints.rs` on the store's ordinary connection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ struct Shared {
     marker_prefix: Vec<u8>,
     capacity: usize,
     table: Mutex<Table>,
+    /// How many markers are held as gone: read without the lock, so that
+    /// reads skip looking for them when there are none (the usual case).
+    gone: AtomicUsize,
 }
 
 struct Table {
@@ -78,6 +82,30 @@ struct Table {
     generation: u64,
     /// Tag -> its marker's version (16 hex digits), or `None`: no marker.
     versions: HashMap<Box<[u8]>, Option<[u8; 16]>>,
+    /// Entries of `versions` that are `None`.
+    gone: usize,
+}
+
+impl Table {
+    fn insert(&mut self, tag: &[u8], version: Option<[u8; 16]>) {
+        if let Some(None) = self.versions.insert(tag.into(), version) {
+            self.gone -= 1;
+        }
+        if version.is_none() {
+            self.gone += 1;
+        }
+    }
+
+    fn remove(&mut self, tag: &[u8]) {
+        if let Some(None) = self.versions.remove(tag) {
+            self.gone -= 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.versions.clear();
+        self.gone = 0;
+    }
 }
 
 impl TrackedReader {
@@ -103,7 +131,9 @@ impl TrackedReader {
                     epoch: 0,
                     generation: 0,
                     versions: HashMap::new(),
+                    gone: 0,
                 }),
+                gone: AtomicUsize::new(0),
             }),
             conn: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(None),
@@ -185,6 +215,19 @@ impl TrackedReader {
         Check::Known(current)
     }
 
+    /// Are any markers held as gone? (Without the lock: a hint, which
+    /// [`any_gone`](Self::any_gone) makes exact.)
+    pub fn holds_gone_markers(&self) -> bool {
+        self.shared.gone.load(Ordering::Relaxed) > 0
+    }
+
+    /// Is one of these tags' markers held as gone? Then every entry that
+    /// recorded a version of that tag is stale.
+    pub fn any_gone<'t>(&self, mut tags: impl Iterator<Item = &'t [u8]>) -> bool {
+        let table = self.shared.table();
+        tags.any(|tag| table.versions.get(tag) == Some(&None))
+    }
+
     /// Reads the markers of an entry's tags on the tracked connection and
     /// holds them (unless an invalidation arrived meanwhile, or the table is
     /// full). Returns them in the order of the envelope's tags.
@@ -236,8 +279,9 @@ impl Shared {
         }
         for (tag, marker) in markers {
             let version = marker.as_deref().and_then(|m| <[u8; 16]>::try_from(m).ok());
-            table.versions.insert(tag.into(), version);
+            table.insert(tag, version);
         }
+        self.gone.store(table.gone, Ordering::Relaxed);
         true
     }
 
@@ -253,21 +297,22 @@ impl Shared {
                             if let Value::BulkString(key) = key
                                 && let Some(tag) = self.tag_of(key)
                             {
-                                table.versions.remove(tag);
+                                table.remove(tag);
                             }
                         }
                     }
                     // `FLUSHALL`, `FLUSHDB`, or a form we do not know: forget all.
-                    _ => table.versions.clear(),
+                    _ => table.clear(),
                 }
             }
             PushKind::Disconnection if table.generation == generation => {
                 table.epoch += 1;
                 table.generation += 1;
-                table.versions.clear();
+                table.clear();
             }
             _ => {}
         }
+        self.gone.store(table.gone, Ordering::Relaxed);
     }
 
     /// `<prefix>~t:{<tag>}` -> `<tag>`.
@@ -290,7 +335,9 @@ mod tests {
                 epoch: 0,
                 generation: 0,
                 versions: HashMap::new(),
+                gone: 0,
             }),
+            gone: AtomicUsize::new(0),
         }
     }
 
@@ -361,6 +408,7 @@ mod tests {
             },
         );
         assert_eq!(shared.table().versions.len(), 0);
+        assert_eq!(shared.gone.load(Ordering::Relaxed), 0);
     }
 
     #[test]
