@@ -32,9 +32,10 @@
 //! - [`cache`]: the [`Cache`] API and the fail-open policy around the store.
 //! - `store/`: where entries live. `store::embedded` (moka, tag version cells)
 //!   and `store::redis` (Lua scripts in `store/redis/scripts/`, key layout in
-//!   `store/redis/keys.rs`).
-//! - `codec`: values to bytes (JSON, LZ4 above a threshold) and the envelope
-//!   that records an entry's tag versions in Redis.
+//!   `store/redis/keys.rs`; reads check tag markers held in process and kept
+//!   exact by Redis client tracking, `store/redis/tracking.rs`).
+//! - `codec`: values to bytes (JSON with its digest, LZ4 above a threshold)
+//!   and the envelope that records an entry's tag versions in Redis.
 //! - `flight`: one loader per missing key in a process; `lock`: one per
 //!   expiry across the processes that share Redis.
 //! - `breaker`: the circuit breaker in front of Redis.
