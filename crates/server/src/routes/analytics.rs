@@ -10,6 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
 use bytes::Bytes;
 use spywatcher_analytics::{AnalyticsKind, GuildId, Since};
 
@@ -21,16 +22,74 @@ use crate::state::AppState;
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-pub async fn get(
-    State(state): State<AppState>,
+/// The routes of one analytics type, `/api/analytics/{type}` with the type
+/// fixed: the router matches a static path, and no path parameter is
+/// captured and decoded per request.
+pub fn routes(kind: AnalyticsKind) -> MethodRouter<AppState> {
+    axum::routing::get(
+        move |state: State<AppState>,
+              auth: Authorized<Reader>,
+              ip: ClientIp,
+              uri: Uri,
+              if_none_match: IfNoneMatch| {
+            get(kind, state, auth, ip, uri, if_none_match)
+        },
+    )
+    .post(
+        move |state: State<AppState>,
+              auth: Authorized<Reader>,
+              ip: ClientIp,
+              uri: Uri,
+              if_none_match: IfNoneMatch,
+              body: Result<Bytes, BytesRejection>| {
+            post(kind, state, auth, ip, uri, if_none_match, body)
+        },
+    )
+}
+
+/// `/api/analytics/{type}` for any other spelling of the type: 404 naming
+/// the known types, or the type's own answer when the path spelled it
+/// percent-encoded.
+pub async fn get_any(
+    state: State<AppState>,
     auth: Authorized<Reader>,
     ip: ClientIp,
     kind: Result<Path<String>, PathRejection>,
     uri: Uri,
+    if_none_match: IfNoneMatch,
+) -> Result<Response, ApiError> {
+    get(analytics_kind(kind)?, state, auth, ip, uri, if_none_match).await
+}
+
+/// The POST alias of [`get_any`].
+pub async fn post_any(
+    state: State<AppState>,
+    auth: Authorized<Reader>,
+    ip: ClientIp,
+    kind: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    if_none_match: IfNoneMatch,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let kind = analytics_kind(kind)?;
+    post(kind, state, auth, ip, uri, if_none_match, body).await
+}
+
+fn analytics_kind(kind: Result<Path<String>, PathRejection>) -> Result<AnalyticsKind, ApiError> {
+    extract::path(kind)?
+        .parse()
+        .map_err(|e: spywatcher_analytics::domain::UnknownKind| ApiError::NotFound(e.to_string()))
+}
+
+async fn get(
+    kind: AnalyticsKind,
+    State(state): State<AppState>,
+    auth: Authorized<Reader>,
+    ip: ClientIp,
+    uri: Uri,
     IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     state.rate_limiter.admit(auth.caller, ip).await?;
-    let kind = analytics_kind(kind)?;
     let query = uri.query();
     let guild = extract::guild_id(extract::param(query, "guildId").as_deref())?;
     let since = extract::since(extract::param(query, "since").as_deref())?;
@@ -39,17 +98,16 @@ pub async fn get(
 
 /// The POST alias: the parameters may also come in a JSON body, whose
 /// fields win over the query string's.
-pub async fn post(
+async fn post(
+    kind: AnalyticsKind,
     State(state): State<AppState>,
     auth: Authorized<Reader>,
     ip: ClientIp,
-    kind: Result<Path<String>, PathRejection>,
     uri: Uri,
     IfNoneMatch(if_none_match): IfNoneMatch,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     state.rate_limiter.admit(auth.caller, ip).await?;
-    let kind = analytics_kind(kind)?;
     let body = extract::body(body, state.body_limit)?;
     let fields = if body.is_empty() {
         serde_json::Map::new()
@@ -73,12 +131,6 @@ pub async fn post(
     let guild = extract::guild_id(param("guildId")?.as_deref())?;
     let since = extract::since(param("since")?.as_deref())?;
     respond(&state, kind, &guild, since, if_none_match.as_ref()).await
-}
-
-fn analytics_kind(kind: Result<Path<String>, PathRejection>) -> Result<AnalyticsKind, ApiError> {
-    extract::path(kind)?
-        .parse()
-        .map_err(|e: spywatcher_analytics::domain::UnknownKind| ApiError::NotFound(e.to_string()))
 }
 
 /// The analytics as JSON with its `ETag` and `X-Cache`, or 304 when the

@@ -17,7 +17,19 @@ use crate::error::ApiError;
 /// collected into a map: the analytics routes read two parameters, on the
 /// hottest path of the service.
 pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
-    form_urlencoded::parse(query?.as_bytes())
+    let query = query?;
+    if !query.contains(['%', '+']) {
+        // Nothing to decode (the usual `?guildId=123`): borrow the value.
+        return query
+            .split('&')
+            .filter_map(|pair| match pair.split_once('=') {
+                Some((key, value)) => (key == name).then_some(value),
+                None => (pair == name).then_some(""),
+            })
+            .last()
+            .map(Cow::Borrowed);
+    }
+    form_urlencoded::parse(query.as_bytes())
         .filter(|(key, _)| key == name)
         .map(|(_, value)| value)
         .last()
@@ -73,5 +85,10 @@ mod tests {
         assert_eq!(param(query, "missing"), None);
         assert_eq!(param(None, "guildId"), None);
         assert_eq!(param(Some("a=%FF"), "a").as_deref(), Some("\u{fffd}"));
+        let plain = Some("guildId=1&since=2024&guildId=2&x&&=y");
+        assert_eq!(param(plain, "guildId").as_deref(), Some("2"));
+        assert_eq!(param(plain, "x").as_deref(), Some(""));
+        assert_eq!(param(plain, "").as_deref(), Some("y"));
+        assert_eq!(param(Some("a=b+c"), "a").as_deref(), Some("b c"));
     }
 }

@@ -18,16 +18,22 @@ use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+use spywatcher_analytics::AnalyticsKind;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Every route. Each handler takes an [`Authorized`](crate::auth::Authorized)
 /// extractor first when it needs a token (see `auth`).
 pub fn router(state: AppState) -> Router {
-    let analytics = Router::new().route(
+    let mut analytics = Router::new().route(
         "/api/analytics/{kind}",
-        get(analytics::get).post(analytics::post),
+        get(analytics::get_any).post(analytics::post_any),
     );
+    for &kind in AnalyticsKind::ALL {
+        let path = format!("/api/analytics/{}", kind.as_str());
+        analytics = analytics.route(&path, analytics::routes(kind));
+    }
 
     let events = Router::new().route("/api/events/{kind}", post(events::ingest));
 

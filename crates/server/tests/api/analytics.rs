@@ -155,3 +155,25 @@ async fn an_empty_result_is_cached() {
     let second = app.get("/api/analytics/roles?guildId=999", Some(API)).await;
     assert_eq!(header(&second, "x-cache"), "hit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percent_encoded_type_or_parameter_is_decoded() {
+    let env = TestEnv::new(Db::Sqlite, false).await;
+    let app = env.spawn().await;
+    let guilds = seed(&app.store).await;
+    let guild = guilds[0].as_str();
+    let plain = json(app.analytics("ghosts", &guilds[0]).await).await;
+    let digits: String = guild
+        .chars()
+        .map(|c| format!("%{:02X}", c as u32))
+        .collect();
+    for path in [
+        format!("/api/analytics/gh%6Fsts?guildId={guild}"),
+        format!("/api/analytics/ghosts?guildId={digits}"),
+        format!("/api/analytics/ghosts?since=&guildId={guild}"),
+    ] {
+        let response = app.get(&path, Some(API)).await;
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(json(response).await, plain, "{path}");
+    }
+}
