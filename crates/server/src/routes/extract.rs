@@ -22,11 +22,11 @@ pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
         // Nothing to decode (the usual `?guildId=123`): borrow the value.
         return query
             .split('&')
-            .filter_map(|pair| match pair.split_once('=') {
+            .rev()
+            .find_map(|pair| match pair.split_once('=') {
                 Some((key, value)) => (key == name).then_some(value),
                 None => (pair == name).then_some(""),
             })
-            .last()
             .map(Cow::Borrowed);
     }
     form_urlencoded::parse(query.as_bytes())
