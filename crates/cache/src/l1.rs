@@ -12,8 +12,12 @@
 //! Fills cannot resurrect what an invalidation removed: a fill carries the
 //! versions of its tags' L1 cells taken *before* the Redis read (or the
 //! loader), and is dropped if any changed in between, whether by a local
-//! invalidation, a message, or an emptying after a reconnect.
+//! invalidation, a message, or an emptying after a reconnect. Invalidations
+//! of single keys (`set` over a key, `delete`) fence fills the same way, with
+//! one counter for all keys: any key invalidation drops the fills then in
+//! flight (a few extra misses, in exchange for no per-key bookkeeping).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +43,15 @@ pub(crate) struct L1 {
     id: u64,
     /// Announcements not yet published (Redis was unreachable).
     unsent: Mutex<Vec<PendingInvalidation>>,
+    /// Bumped before every key invalidation is applied.
+    key_invalidations: AtomicU64,
+}
+
+/// What a fill must still find unchanged: taken before the Redis read (or
+/// the loader) whose result it stores.
+pub(crate) struct Fence {
+    tags: Box<[TagVersion]>,
+    key_invalidations: u64,
 }
 
 impl L1 {
@@ -47,6 +60,7 @@ impl L1 {
             store: EmbeddedStore::new(max_bytes),
             id: rand::random(),
             unsent: Mutex::new(Vec::new()),
+            key_invalidations: AtomicU64::new(0),
         })
     }
 
@@ -54,22 +68,28 @@ impl L1 {
         self.store.get(key).await
     }
 
-    /// The versions a later [`fill`](Self::fill) must still find.
-    pub fn snapshot(&self, tags: &[String]) -> Box<[TagVersion]> {
-        self.store.snapshot(tags)
+    /// What a later [`fill`](Self::fill) must still find.
+    pub fn snapshot(&self, tags: &[String]) -> Fence {
+        Fence {
+            key_invalidations: self.key_invalidations.load(Ordering::Acquire),
+            tags: self.store.snapshot(tags),
+        }
     }
 
-    pub async fn fill(
-        &self,
-        key: &str,
-        value: Bytes,
-        ttl: Duration,
-        tags: &[String],
-        seen: Box<[TagVersion]>,
-    ) {
+    pub async fn fill(&self, key: &str, value: Bytes, ttl: Duration, tags: &[String], seen: Fence) {
+        let keys_unchanged =
+            || self.key_invalidations.load(Ordering::Acquire) == seen.key_invalidations;
+        if !keys_unchanged() {
+            return;
+        }
         // Held decompressed: a hit then hands out a slice, with no work.
         let value = crate::codec::plain(value);
-        self.store.set(key, value, ttl, tags, Some(seen)).await;
+        if self.store.set(key, value, ttl, tags, Some(seen.tags)).await && !keys_unchanged() {
+            // A key invalidation was applied meanwhile: it is bumped before
+            // the keys are deleted, so either its delete came after this set,
+            // or the bump is seen here. The entry may be stale: drop it.
+            self.store.delete_many(&[key.to_string()]).await;
+        }
     }
 
     /// Applies an invalidation to this instance's L1.
@@ -79,6 +99,8 @@ impl L1 {
                 self.store.invalidate_tags(tags);
             }
             PendingInvalidation::Keys { keys } => {
+                // Before the delete: see `fill`.
+                self.key_invalidations.fetch_add(1, Ordering::AcqRel);
                 self.store.delete_many(keys).await;
             }
             // Patterns are rare operator actions: emptying L1 is exact enough.
@@ -140,5 +162,47 @@ impl L1 {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value() -> Bytes {
+        crate::codec::encode_json(b"[1]", usize::MAX).bytes
+    }
+
+    #[tokio::test]
+    async fn a_fill_that_a_key_invalidation_overtook_is_dropped() {
+        let l1 = L1::new(1 << 20);
+        let tags = ["t".to_string()];
+        let ttl = Duration::from_secs(60);
+
+        let seen = l1.snapshot(&tags);
+        l1.fill("k", value(), ttl, &tags, seen).await;
+        assert!(l1.get("k").await.is_some(), "an undisturbed fill is held");
+
+        // Read from Redis before another instance replaced or deleted the
+        // key; its message is applied before the fill lands.
+        let seen = l1.snapshot(&tags);
+        l1.apply(&PendingInvalidation::Keys {
+            keys: vec!["k".to_string()],
+        })
+        .await;
+        l1.fill("k", value(), ttl, &tags, seen).await;
+        assert!(
+            l1.get("k").await.is_none(),
+            "the fill is older than the delete"
+        );
+
+        // The same for a tag invalidation (the per-tag fence).
+        let seen = l1.snapshot(&tags);
+        l1.apply(&PendingInvalidation::Tags {
+            tags: tags.to_vec(),
+        })
+        .await;
+        l1.fill("k", value(), ttl, &tags, seen).await;
+        assert!(l1.get("k").await.is_none());
     }
 }
