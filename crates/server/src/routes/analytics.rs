@@ -5,12 +5,11 @@
 //! no middleware layer, no parameter map, nothing boxed per request.
 
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
 use bytes::Bytes;
 use spywatcher_analytics::{AnalyticsKind, GuildId, Since};
 
@@ -22,70 +21,37 @@ use crate::state::AppState;
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// The routes of one analytics type, `/api/analytics/{type}` with the type
-/// fixed: the router matches a static path, and no path parameter is
-/// captured and decoded per request.
-pub fn routes(kind: AnalyticsKind) -> MethodRouter<AppState> {
-    axum::routing::get(
-        move |state: State<AppState>,
-              auth: Authorized<Reader>,
-              ip: ClientIp,
-              uri: Uri,
-              if_none_match: IfNoneMatch| {
-            get(kind, state, auth, ip, uri, if_none_match)
-        },
-    )
-    .post(
-        move |state: State<AppState>,
-              auth: Authorized<Reader>,
-              ip: ClientIp,
-              uri: Uri,
-              if_none_match: IfNoneMatch,
-              body: Result<Bytes, BytesRejection>| {
-            post(kind, state, auth, ip, uri, if_none_match, body)
-        },
-    )
+/// The analytics type named by the request's path. The router gives each
+/// type a static route, so this reads the last path segment instead of a
+/// captured parameter; only a percent-encoded spelling (which reaches the
+/// `{kind}` route) goes through axum's decoding.
+pub struct Kind(AnalyticsKind);
+
+impl<S: Send + Sync> FromRequestParts<S> for Kind {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let decoded;
+        let segment = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        let name = if segment.contains('%') {
+            decoded = extract::path(Path::<String>::from_request_parts(parts, state).await)?;
+            decoded.as_str()
+        } else {
+            segment
+        };
+        name.parse()
+            .map(Kind)
+            .map_err(|e: spywatcher_analytics::domain::UnknownKind| {
+                ApiError::NotFound(e.to_string())
+            })
+    }
 }
 
-/// `/api/analytics/{type}` for any other spelling of the type: 404 naming
-/// the known types, or the type's own answer when the path spelled it
-/// percent-encoded.
-pub async fn get_any(
-    state: State<AppState>,
-    auth: Authorized<Reader>,
-    ip: ClientIp,
-    kind: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    if_none_match: IfNoneMatch,
-) -> Result<Response, ApiError> {
-    get(analytics_kind(kind)?, state, auth, ip, uri, if_none_match).await
-}
-
-/// The POST alias of [`get_any`].
-pub async fn post_any(
-    state: State<AppState>,
-    auth: Authorized<Reader>,
-    ip: ClientIp,
-    kind: Result<Path<String>, PathRejection>,
-    uri: Uri,
-    if_none_match: IfNoneMatch,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let kind = analytics_kind(kind)?;
-    post(kind, state, auth, ip, uri, if_none_match, body).await
-}
-
-fn analytics_kind(kind: Result<Path<String>, PathRejection>) -> Result<AnalyticsKind, ApiError> {
-    extract::path(kind)?
-        .parse()
-        .map_err(|e: spywatcher_analytics::domain::UnknownKind| ApiError::NotFound(e.to_string()))
-}
-
-async fn get(
-    kind: AnalyticsKind,
+pub async fn get(
     State(state): State<AppState>,
     auth: Authorized<Reader>,
     ip: ClientIp,
+    Kind(kind): Kind,
     uri: Uri,
     IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> Result<Response, ApiError> {
@@ -98,11 +64,11 @@ async fn get(
 
 /// The POST alias: the parameters may also come in a JSON body, whose
 /// fields win over the query string's.
-async fn post(
-    kind: AnalyticsKind,
+pub async fn post(
     State(state): State<AppState>,
     auth: Authorized<Reader>,
     ip: ClientIp,
+    Kind(kind): Kind,
     uri: Uri,
     IfNoneMatch(if_none_match): IfNoneMatch,
     body: Result<Bytes, BytesRejection>,

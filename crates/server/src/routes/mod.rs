@@ -26,13 +26,13 @@ use crate::state::AppState;
 /// Every route. Each handler takes an [`Authorized`](crate::auth::Authorized)
 /// extractor first when it needs a token (see `auth`).
 pub fn router(state: AppState) -> Router {
-    let mut analytics = Router::new().route(
-        "/api/analytics/{kind}",
-        get(analytics::get_any).post(analytics::post_any),
-    );
+    // One static route per type, so the hottest route captures no path
+    // parameter; `{kind}` takes any other spelling (404 or percent-encoded).
+    let methods = get(analytics::get).post(analytics::post);
+    let mut analytics = Router::new().route("/api/analytics/{kind}", methods.clone());
     for &kind in AnalyticsKind::ALL {
         let path = format!("/api/analytics/{}", kind.as_str());
-        analytics = analytics.route(&path, analytics::routes(kind));
+        analytics = analytics.route(&path, methods.clone());
     }
 
     let events = Router::new().route("/api/events/{kind}", post(events::ingest));

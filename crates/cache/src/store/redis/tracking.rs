@@ -143,21 +143,16 @@ impl TrackedReader {
     /// The tracked connection, opening it if needed; `None` while there is
     /// none to be had (the caller then reads the ordinary way).
     pub async fn connection(&self) -> Option<MultiplexedConnection> {
-        let generation = self.shared.table().generation;
-        if let Some((g, conn)) = &*self.conn.read().expect("not poisoned")
-            && *g == generation
-        {
-            return Some(conn.clone());
+        if let Some(conn) = self.current() {
+            return Some(conn);
         }
         // Another read may be connecting: wait for it rather than open a
         // second connection.
         let mut last_failure = self.connecting.lock().await;
-        let generation = self.shared.table().generation;
-        if let Some((g, conn)) = &*self.conn.read().expect("not poisoned")
-            && *g == generation
-        {
-            return Some(conn.clone());
+        if let Some(conn) = self.current() {
+            return Some(conn);
         }
+        let generation = self.shared.table().generation;
         if last_failure.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
             return None;
         }
@@ -172,6 +167,15 @@ impl TrackedReader {
                 *last_failure = Some(Instant::now());
                 None
             }
+        }
+    }
+
+    /// The open connection, unless it was lost (its generation is over).
+    fn current(&self) -> Option<MultiplexedConnection> {
+        let generation = self.shared.table().generation;
+        match &*self.conn.read().expect("not poisoned") {
+            Some((g, conn)) if *g == generation => Some(conn.clone()),
+            _ => None,
         }
     }
 
