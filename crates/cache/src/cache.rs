@@ -899,7 +899,7 @@ impl Inner {
         }
         let count = applied.len();
         if !applied.is_empty()
-            && let Err(e) = self.journal.remove(applied).await
+            && let Err(e) = self.journal.mark_applied(applied).await
         {
             warn!(error = %e, "could not remove applied entries from the invalidation journal");
         }

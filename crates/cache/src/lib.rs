@@ -64,11 +64,13 @@ mod maintenance;
 pub mod pubsub;
 pub mod stats;
 mod store;
+#[doc(hidden)]
+pub mod testing;
 
 pub use cache::{Cache, CachedJson, Origin, SetOptions};
 pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
-pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation};
+pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation, now_ms};
 pub use pubsub::{Message, PubSub, Subscription};
 pub use stats::{CacheStats, TypeStats};
 
