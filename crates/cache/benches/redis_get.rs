@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+
 use spywatcher_cache::{Cache, CacheConfig, SetOptions};
 use spywatcher_testkit::redis::RedisServer;
 
@@ -36,8 +36,9 @@ fn bench(c: &mut Criterion) {
         };
         let cache = Cache::new(config).expect("cache");
         let client = redis::Client::open(server.url()).expect("url");
-        let config = spywatcher_cache::redis_manager_config(Duration::from_millis(500));
-        let mut raw = ConnectionManager::new_with_config(client, config)
+        let config = spywatcher_cache::redis_connection_config(Duration::from_millis(500));
+        let mut raw = client
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("raw connection");
         for (key, raw_key) in keys.iter().zip(&raw_keys) {

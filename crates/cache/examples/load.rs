@@ -14,7 +14,7 @@
 //! the ratios are computed from the sums over the rounds.
 //!
 //! 1. `get` hit through Redis vs raw `GET`s (same client crate, same
-//!    `ConnectionManager` set-up), 50 concurrent callers, 1 KiB values; and
+//!    `MultiplexedConnection` set-up), 50 concurrent callers, 1 KiB values; and
 //!    `redis-benchmark` on the same server beside them.
 //! 2. Embedded `get` hit vs a bare `moka::future::Cache` get: bytes
 //!    (`get_json`) and typed (`get::<T>` vs moka get + `serde_json`), one task
@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use spywatcher_cache::{Cache, CacheConfig, SetOptions};
 use spywatcher_testkit::redis::RedisServer;
 
@@ -173,10 +173,12 @@ fn redis_config(server: &RedisServer) -> CacheConfig {
 }
 
 /// A raw connection set up exactly as the cache's own.
-async fn raw_connection(server: &RedisServer) -> anyhow::Result<ConnectionManager> {
+async fn raw_connection(server: &RedisServer) -> anyhow::Result<MultiplexedConnection> {
     let client = redis::Client::open(server.url())?;
-    let config = spywatcher_cache::redis_manager_config(CacheConfig::default().connect_timeout);
-    Ok(ConnectionManager::new_with_config(client, config).await?)
+    let config = spywatcher_cache::redis_connection_config(CacheConfig::default().connect_timeout);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
 }
 
 /// Runs `$body` in `$tasks` concurrent loops for `$length`; evaluates to
@@ -468,7 +470,7 @@ async fn figure_1(server: &RedisServer, opts: &Opts) -> anyhow::Result<Vec<Figur
         Figure {
             id: "1",
             what: format!(
-                "`get` hit through Redis (no L1), {CALLERS} callers, 1 KiB, throughput ours / raw `GET` (same `redis` ConnectionManager set-up)"
+                "`get` hit through Redis (no L1), {CALLERS} callers, 1 KiB, throughput ours / raw `GET` (same `redis` MultiplexedConnection set-up)"
             ),
             target: "≥ 0.70".into(),
             measured: format!(
@@ -736,7 +738,7 @@ impl std::fmt::Display for Memory {
     }
 }
 
-async fn memory(admin: &mut ConnectionManager) -> anyhow::Result<Memory> {
+async fn memory(admin: &mut MultiplexedConnection) -> anyhow::Result<Memory> {
     let dbsize: u64 = redis::cmd("DBSIZE").query_async(admin).await?;
     let info: String = redis::cmd("INFO").arg("memory").query_async(admin).await?;
     let used = info
@@ -765,7 +767,7 @@ async fn populate(cache: &Cache, tag: &str, prefix: &str, n: usize) {
 }
 
 /// Starts recording every command that runs 200 µs or longer in Redis.
-async fn slowlog_reset(admin: &mut ConnectionManager) -> anyhow::Result<()> {
+async fn slowlog_reset(admin: &mut MultiplexedConnection) -> anyhow::Result<()> {
     for (name, value) in [
         ("slowlog-log-slower-than", "200"),
         ("slowlog-max-len", "100000"),
@@ -786,7 +788,7 @@ async fn slowlog_reset(admin: &mut ConnectionManager) -> anyhow::Result<()> {
 
 /// The longest command Redis ran since [`slowlog_reset`] (what any other
 /// client may have waited behind), and its name.
-async fn slowest_command(admin: &mut ConnectionManager) -> anyhow::Result<(Duration, String)> {
+async fn slowest_command(admin: &mut MultiplexedConnection) -> anyhow::Result<(Duration, String)> {
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(100_000)
@@ -844,7 +846,7 @@ impl std::ops::Sub for ReadCommands {
     }
 }
 
-async fn wait_for_sweep(admin: &mut ConnectionManager, within: Duration) -> anyhow::Result<bool> {
+async fn wait_for_sweep(admin: &mut MultiplexedConnection, within: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let pending: u64 = admin.exists("spywatcher:~sweep").await?;

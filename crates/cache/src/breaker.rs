@@ -1,11 +1,20 @@
-//! The circuit breaker in front of Redis (SPEC 1.2.5).
+//! The circuit breaker in front of Redis (SPEC 1.2.5 and 1.2.10).
 //!
 //! Closed, every call goes to Redis with a timeout. After `threshold`
 //! consecutive failures (or one failed invalidation, which must not be
 //! followed by reads that could be stale) it opens: calls skip Redis at the
 //! cost of an atomic load. Only the maintenance task closes it again, after a
-//! probe succeeds *and* the pending-invalidation journal has been applied, so
-//! no read reaches a Redis that may still hold invalidated entries.
+//! probe succeeds *and* the journal has been applied, so no read reaches a
+//! Redis that may still hold invalidated entries.
+//!
+//! Invalidations keep arriving while it is open (a busy server sends events
+//! every second). They are journaled and counted here, but they neither
+//! restart the cool-down nor stop a recovery for good: recovery closes the
+//! breaker only if no invalidation was journaled since it read the journal,
+//! and otherwise reads it again at once. The count and the close share one
+//! lock, so an invalidation is either counted before the close (and recovery
+//! applies it) or finds the breaker closed (and applies it itself before its
+//! caller hears back): none is acknowledged and then left behind.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -15,15 +24,15 @@ pub(crate) struct Breaker {
     open: AtomicBool,
     consecutive_failures: AtomicU32,
     threshold: u32,
-    trips: Mutex<Trips>,
+    state: Mutex<State>,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Trips {
-    last: Option<Instant>,
-    /// Counts trips, so that a recovery that began before a later trip does
-    /// not close the breaker over an invalidation it has not applied.
-    generation: u64,
+#[derive(Default)]
+struct State {
+    /// When the current cool-down began.
+    cooldown_from: Option<Instant>,
+    /// Invalidations journaled while open.
+    journaled: u64,
 }
 
 impl Breaker {
@@ -32,7 +41,7 @@ impl Breaker {
             open: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             threshold: threshold.max(1),
-            trips: Mutex::new(Trips::default()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -54,24 +63,50 @@ impl Breaker {
         failures >= self.threshold && self.trip()
     }
 
-    /// Opens the breaker now (or restarts its cool-down); returns true if it was closed.
+    /// Opens the breaker; returns true if it was closed. An open breaker's
+    /// cool-down goes on: tripping it again does not restart it.
     pub fn trip(&self) -> bool {
-        let mut trips = self.trips();
-        trips.last = Some(Instant::now());
-        trips.generation += 1;
-        !self.open.swap(true, Ordering::AcqRel)
+        let mut state = self.state();
+        if self.open.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        state.cooldown_from = Some(Instant::now());
+        true
     }
 
-    /// When the breaker last opened, and its trip count then.
-    pub fn last_trip(&self) -> (Option<Instant>, u64) {
-        let trips = self.trips();
-        (trips.last, trips.generation)
+    /// A probe failed: skip Redis for another cool-down.
+    pub fn restart_cooldown(&self) {
+        self.state().cooldown_from = Some(Instant::now());
     }
 
-    /// Closes the breaker unless it tripped again since `generation`.
-    pub fn close_if_unchanged(&self, generation: u64) -> bool {
-        let trips = self.trips();
-        if trips.generation != generation {
+    /// When the current cool-down began (`None` if it never opened).
+    pub fn cooldown_from(&self) -> Option<Instant> {
+        self.state().cooldown_from
+    }
+
+    /// An invalidation that Redis did not take has been journaled. Returns
+    /// true if the breaker is open, so recovery will apply it before reads
+    /// resume; false if it is closed, so the caller must apply it itself.
+    pub fn journaled(&self) -> bool {
+        let mut state = self.state();
+        if self.open.load(Ordering::Acquire) {
+            state.journaled += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Taken by recovery before it reads the journal.
+    pub fn journaled_count(&self) -> u64 {
+        self.state().journaled
+    }
+
+    /// Closes the breaker unless an invalidation was journaled since
+    /// `journaled_count` returned `seen`.
+    pub fn close_if_none_journaled_since(&self, seen: u64) -> bool {
+        let state = self.state();
+        if state.journaled != seen {
             return false;
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -79,8 +114,8 @@ impl Breaker {
         true
     }
 
-    fn trips(&self) -> std::sync::MutexGuard<'_, Trips> {
-        self.trips.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -89,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opens_after_threshold_and_closes_only_if_not_tripped_since() {
+    fn opens_after_threshold_and_a_trip_while_open_keeps_the_cooldown() {
         let breaker = Breaker::new(3);
         assert!(!breaker.record_failure());
         breaker.record_success();
@@ -98,14 +133,24 @@ mod tests {
         assert!(!breaker.is_open());
         assert!(breaker.record_failure());
         assert!(breaker.is_open());
-        let (_, generation) = breaker.last_trip();
+        let opened = breaker.cooldown_from();
+        std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(!breaker.trip(), "already open");
-        assert!(
-            !breaker.close_if_unchanged(generation),
-            "tripped again since"
-        );
-        let (_, generation) = breaker.last_trip();
-        assert!(breaker.close_if_unchanged(generation));
+        assert!(!breaker.record_failure());
+        assert_eq!(breaker.cooldown_from(), opened, "the cool-down goes on");
+    }
+
+    #[test]
+    fn recovery_closes_only_if_nothing_was_journaled_since_it_read_the_journal() {
+        let breaker = Breaker::new(1);
+        assert!(breaker.trip());
+        let seen = breaker.journaled_count();
+        assert!(breaker.journaled(), "open: recovery will apply it");
+        assert!(!breaker.close_if_none_journaled_since(seen));
+        assert!(breaker.is_open());
+        let seen = breaker.journaled_count();
+        assert!(breaker.close_if_none_journaled_since(seen));
         assert!(!breaker.is_open());
+        assert!(!breaker.journaled(), "closed: the caller applies it");
     }
 }

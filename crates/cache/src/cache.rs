@@ -5,10 +5,12 @@
 //! read that fails is a miss; a write that fails is skipped; an invalidation
 //! that fails is journaled and trips the breaker, so that no read reaches
 //! Redis again before the journal has been applied there.
+//!
+//! `remember` lives in `remember.rs`; the order of an invalidation (L1,
+//! Redis, L1 again, the bus, the journal) in `invalidation.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,16 +23,18 @@ use crate::breaker::Breaker;
 use crate::codec::{self, Encoded};
 use crate::config::{Backend, CacheConfig};
 use crate::error::{ConfigError, StoreError};
-use crate::flight::{self, Flights, Role};
+use crate::fence::{Fence, KeyInvalidations};
+use crate::flight::Flights;
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
 use crate::l1::L1;
-use crate::lock::{self, FillWaiters};
+use crate::lock::FillWaiters;
 use crate::maintenance;
 use crate::pubsub::PubSub;
 use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Lookup, Store, Versions};
+use crate::testing::{Hooks, Step};
 
 /// Options of [`Cache::set`]: TTL (default from the config) and tags.
 #[derive(Debug, Clone, Default)]
@@ -88,7 +92,7 @@ impl Origin {
 /// clones share everything.
 #[derive(Clone)]
 pub struct Cache {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -97,16 +101,19 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub breaker: Arc<Breaker>,
     pub journal: Arc<dyn Journal>,
-    flights: Flights,
-    /// Bumped by every invalidation in this process; see `flight.rs`.
-    epoch: AtomicU64,
+    pub flights: Flights,
+    /// Key invalidations, for the fences (`fence.rs`).
+    pub keys: Arc<KeyInvalidations>,
     /// Wakes the maintenance task when the breaker trips.
     pub wake: Arc<Notify>,
     pub pubsub: PubSub,
-    /// The in-process tier in front of Redis (None when embedded or disabled).
+    /// The in-process tier in front of Redis (None when embedded). With L1
+    /// turned off it holds no entries but still fences loads.
     pub l1: Option<Arc<L1>>,
     /// Callers waiting for another instance's load (Redis only).
-    fill_waiters: Option<Arc<FillWaiters>>,
+    pub fill_waiters: Option<Arc<FillWaiters>>,
+    /// Pause points for tests (`testing.rs`).
+    pub hooks: Arc<Hooks>,
 }
 
 impl Cache {
@@ -127,6 +134,7 @@ impl Cache {
             return Err(ConfigError::Prefix(config.prefix.clone()));
         }
         let breaker = Arc::new(Breaker::new(config.breaker_threshold));
+        let hooks = Arc::new(Hooks::default());
         let (store, pubsub) = match &config.backend {
             Backend::Embedded => (
                 Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
@@ -150,21 +158,23 @@ impl Cache {
                 .map_err(ConfigError::RedisUrl)?,
             ),
         };
+        let keys = Arc::new(KeyInvalidations::default());
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),
             breaker,
             journal,
             flights: Flights::default(),
-            epoch: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             fill_waiters: match &store {
                 Store::Redis(_) => Some(FillWaiters::new(&pubsub)),
                 Store::Embedded(_) => None,
             },
-            l1: match (&store, config.l1_max_bytes) {
-                (Store::Redis(_), bytes) if bytes > 0 => Some(L1::new(bytes)),
-                _ => None,
+            l1: match &store {
+                Store::Redis(_) => Some(L1::new(config.l1_max_bytes, keys.clone())),
+                Store::Embedded(_) => None,
             },
+            keys,
+            hooks,
             store,
             pubsub,
             config,
@@ -180,6 +190,12 @@ impl Cache {
 
     pub fn config(&self) -> &CacheConfig {
         &self.inner.config
+    }
+
+    /// Pause points, for tests that force an interleaving (`testing.rs`).
+    #[doc(hidden)]
+    pub fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
     }
 
     /// `redis` or `embedded`.
@@ -248,219 +264,11 @@ impl Cache {
         let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_string()).collect();
         let deleted = self
             .inner
-            .invalidate(PendingInvalidation::Keys { keys }, false)
+            .invalidate(PendingInvalidation::Keys { keys }, None)
             .await
             .map_or(0, |counts| counts.iter().sum());
         Counters::add(&self.inner.counters.deletes, deleted);
         deleted
-    }
-
-    /// Cache-or-load: the cached value if there is one, otherwise the
-    /// loader's, stored under `tags` for `ttl`.
-    ///
-    /// - Concurrent calls on one missing key in this process run the loader
-    ///   once; the others get its value.
-    /// - If one of `tags` is invalidated while the loader runs, the result is
-    ///   returned to the callers but not stored (it may be stale).
-    /// - The loader's error is returned as is; the cache never adds one of
-    ///   its own (with the store unreachable, every call runs the loader).
-    ///   Callers waiting on a loader that failed try again themselves.
-    pub async fn remember<T, E, F, Fut, S>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[S],
-        loader: F,
-    ) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        S: AsRef<str>,
-    {
-        let decode = |encoded: &Bytes| decode_or_warn::<T>(key, encoded);
-        let load = || async {
-            let value = loader().await?;
-            let encoded = self.inner.encode(key, &value);
-            Ok((value, encoded))
-        };
-        let (value, _) = self.remember_with(key, ttl, tags, decode, load).await?;
-        Ok(value)
-    }
-
-    /// [`remember`](Self::remember) for callers that pass the JSON on as
-    /// is (an HTTP response body): no deserialization on a hit, the JSON's
-    /// digest, and the [`Origin`] of the value.
-    pub async fn remember_json<T, E, F, Fut, S>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[S],
-        loader: F,
-    ) -> Result<(CachedJson, Origin), E>
-    where
-        T: Serialize,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        S: AsRef<str>,
-    {
-        let decode = |encoded: &Bytes| json_of(key, encoded);
-        let load = || async {
-            let value = loader().await?;
-            let encoded = self.inner.encode(key, &value);
-            let json = match &encoded {
-                Some(encoded) => json_of(key, &encoded.bytes),
-                None => None,
-            }
-            .unwrap_or_else(|| {
-                let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-                let digest = codec::digest(&bytes);
-                CachedJson { bytes, digest }
-            });
-            Ok((json, encoded))
-        };
-        self.remember_with(key, ttl, tags, decode, load).await
-    }
-
-    /// The one cache-or-load path: `decode` turns a cached value into the
-    /// result (or rejects it, which counts as a miss), `load` produces the
-    /// result and its encoding (None if it cannot be cached).
-    async fn remember_with<R, E, S, D, F, Fut>(
-        &self,
-        key: &str,
-        ttl: Duration,
-        tags: &[S],
-        decode: D,
-        load: F,
-    ) -> Result<(R, Origin), E>
-    where
-        S: AsRef<str>,
-        D: Fn(&Bytes) -> Option<R>,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(R, Option<Encoded>), E>>,
-    {
-        let inner = &self.inner;
-        // The hottest path: no allocation, no lock, no round trip.
-        if let Some(l1) = &inner.l1
-            && let Some(value) = l1.get(key).await.and_then(|e| decode(&e))
-        {
-            inner.counters.hit(key, Tier::L1);
-            return Ok((value, Origin::Cache));
-        }
-        let embedded = matches!(inner.store, Store::Embedded(_));
-        if embedded && let Some(value) = inner.fetch(key, None).await.and_then(|e| decode(&e)) {
-            return Ok((value, Origin::Cache));
-        }
-        let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        if !embedded
-            && let Some(value) = inner.fetch(key, Some(&tags)).await.and_then(|e| decode(&e))
-        {
-            return Ok((value, Origin::Cache));
-        }
-        let leader = loop {
-            match inner.flights.join(key, inner.epoch.load(Ordering::Acquire)) {
-                Role::Leader(guard) => break guard,
-                Role::Waiter(rx) => {
-                    if let Some(value) = flight::wait(rx).await.and_then(|e| decode(&e)) {
-                        return Ok((value, Origin::Flight));
-                    }
-                }
-            }
-        };
-
-        // Versions before the loader runs, for L1 as for the store.
-        let l1_seen = inner.l1.as_ref().map(|l1| l1.snapshot(&tags));
-        // Another caller may have stored the value since our first look; and
-        // on a miss this takes the tags' versions before the loader runs.
-        let versions = match inner.lookup(key, &tags, ttl).await {
-            Some(Lookup::Hit(encoded)) => {
-                if let Some(value) = decode(&encoded) {
-                    leader.complete(encoded);
-                    return Ok((value, Origin::Cache));
-                }
-                None
-            }
-            Some(Lookup::Miss(versions)) => Some(versions),
-            None => None,
-        };
-
-        // Across processes: one loader per expiry (see lock.rs).
-        let mut lease = None;
-        if let (Store::Redis(store), Some(waiters), Some(_)) =
-            (&inner.store, &inner.fill_waiters, &versions)
-        {
-            let landed = waiters.wait(key);
-            let token: u64 = rand::random();
-            let budget = inner.op_timeout();
-            match inner
-                .redis_call(budget, store.try_lock(key, token, inner.config.lock_lease))
-                .await
-            {
-                Ok(true) => {
-                    drop(landed);
-                    waiters.forget(key);
-                    // Another instance may have stored the value and given
-                    // the lease back between our lookup and now.
-                    if let Ok(Some(encoded)) = inner.redis_call(budget, store.get(key)).await
-                        && let Some(value) = decode(&encoded)
-                    {
-                        let _ = inner.redis_call(budget, store.unlock(key, token)).await;
-                        leader.complete(encoded);
-                        return Ok((value, Origin::Cache));
-                    }
-                    lease = Some(token);
-                }
-                Ok(false) => {
-                    let _ = tokio::time::timeout(inner.config.lock_lease, landed).await;
-                    waiters.forget(key);
-                    if let Some(encoded) = inner.fetch(key, Some(&tags)).await
-                        && let Some(value) = decode(&encoded)
-                    {
-                        leader.complete(encoded);
-                        return Ok((value, Origin::Flight));
-                    }
-                    // The other loader failed or was too slow: load here.
-                }
-                Err(_) => {
-                    // The lease may have been taken even though the reply
-                    // was lost: release it (by token) and announce anyway.
-                    lease = Some(token);
-                    drop(landed);
-                    waiters.forget(key);
-                }
-            }
-        }
-
-        Counters::add(&inner.counters.loader_runs, 1);
-        let loaded = load().await;
-        let release = async {
-            if let (Some(token), Store::Redis(store)) = (lease, &inner.store) {
-                lock::announce_filled(&inner.pubsub, key).await;
-                let _ = inner
-                    .redis_call(inner.op_timeout(), store.unlock(key, token))
-                    .await;
-            }
-        };
-        let (value, encoded) = match loaded {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                release.await;
-                return Err(e);
-            }
-        };
-        if let Some(encoded) = encoded {
-            if let Some(versions) = versions
-                && inner
-                    .store_encoded(key, &encoded, ttl, &tags, Some(versions))
-                    .await
-                && let (Some(l1), Some(seen)) = (&inner.l1, l1_seen)
-            {
-                l1.fill(key, encoded.bytes.clone(), ttl, &tags, seen).await;
-            }
-            leader.complete(encoded.bytes);
-        }
-        release.await;
-        Ok((value, Origin::Loader))
     }
 
     pub async fn invalidate_by_tag(&self, tag: &str) -> u64 {
@@ -476,7 +284,7 @@ impl Cache {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
         let counts = self
             .inner
-            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, false)
+            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, None)
             .await;
         Counters::add(&self.inner.counters.invalidations, 1);
         log_invalidated(&tags, counts.as_deref());
@@ -484,16 +292,20 @@ impl Cache {
     }
 
     /// Invalidates `tags` when the caller has already recorded the
-    /// invalidation in the shared journal (a service writes it in the same
-    /// database transaction as the event that caused it). Returns `true` if
-    /// the store took it now, so the caller may remove its journal entry;
-    /// `false` if it could not, in which case the entry stays for the
-    /// maintenance task, which applies it before reads resume.
-    pub async fn invalidate_recorded<S: AsRef<str>>(&self, tags: &[S]) -> bool {
+    /// invalidation in the shared journal as entry `journal_id` (a service
+    /// writes it in the same database transaction as the event that caused
+    /// it). Returns `true` if the store took it now, so the caller may mark
+    /// its entry applied; `false` if it could not, in which case the entry
+    /// stays pending for the maintenance task, which applies it before
+    /// reads resume.
+    pub async fn invalidate_recorded<S: AsRef<str>>(&self, tags: &[S], journal_id: i64) -> bool {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
         let applied = self
             .inner
-            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, true)
+            .invalidate(
+                PendingInvalidation::Tags { tags: tags.clone() },
+                Some(journal_id),
+            )
             .await;
         Counters::add(&self.inner.counters.invalidations, 1);
         log_invalidated(&tags, applied.as_deref());
@@ -508,7 +320,7 @@ impl Cache {
                 PendingInvalidation::Pattern {
                     pattern: glob.to_string(),
                 },
-                false,
+                None,
             )
             .await
             .map_or(0, |counts| counts.iter().sum())
@@ -517,7 +329,7 @@ impl Cache {
     /// Deletes everything under this cache's prefix (never FLUSHDB).
     pub async fn flush_all(&self) -> u64 {
         self.inner
-            .invalidate(PendingInvalidation::FlushAll, false)
+            .invalidate(PendingInvalidation::FlushAll, None)
             .await
             .map_or(0, |counts| counts.iter().sum())
     }
@@ -546,19 +358,21 @@ impl Cache {
                 stored
             }
             Store::Redis(store) => {
-                inner
-                    .replaced(batch.iter().map(|(key, ..)| key.clone()).collect())
-                    .await;
+                let keys = batch.iter().map(|(key, ..)| key.clone()).collect();
                 let entries: Vec<_> = batch
                     .into_iter()
                     .map(|(key, encoded, ttl, tags)| (key, encoded.bytes, ttl, tags))
                     .collect();
                 // A pipeline of many entries gets a budget in proportion.
                 let budget = inner.config.op_timeout * (1 + entries.len() as u32 / 500);
-                inner
+                let stored = inner
                     .redis_call(budget, store.set_many(&entries))
                     .await
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                // After the write, as for `set`: a read that fills an L1
+                // from Redis before the write is fenced by this.
+                inner.replaced(keys).await;
+                stored
             }
         };
         Counters::add(&inner.counters.sets, stored);
@@ -650,7 +464,7 @@ impl Inner {
         result
     }
 
-    fn op_timeout(&self) -> Duration {
+    pub(crate) fn op_timeout(&self) -> Duration {
         self.config.op_timeout
     }
 
@@ -658,7 +472,7 @@ impl Inner {
     /// no tags: L1 is looked at, then Redis. `remember` passes its tags, after
     /// looking at L1 itself: a Redis hit then fills L1 for the entry's
     /// remaining TTL.
-    async fn fetch(&self, key: &str, fill_tags: Option<&[String]>) -> Option<Bytes> {
+    pub(crate) async fn fetch(&self, key: &str, fill_tags: Option<&[String]>) -> Option<Bytes> {
         if !valid_key(key) {
             return None;
         }
@@ -672,18 +486,24 @@ impl Inner {
         let found = match &self.store {
             Store::Embedded(store) => store.get(key).await.map(|v| (v, Tier::L1)),
             Store::Redis(store) => match (&self.l1, fill_tags) {
-                (Some(l1), Some(tags)) => {
+                (Some(l1), Some(tags)) if l1.holds_entries() => {
                     // Versions taken before the read: see l1.rs.
-                    let seen = l1.snapshot(tags);
-                    let (value, ttl) = tokio::join!(
-                        self.redis_call(self.op_timeout(), store.get(key)),
+                    let seen = l1.fence(tags);
+                    self.hooks.reach(Step::ReadAfterSnapshot).await;
+                    let (read, ttl) = tokio::join!(
+                        self.redis_call(self.op_timeout(), store.get_for_fill(key, tags)),
                         self.redis_call(self.op_timeout(), store.pttl(key)),
                     );
-                    let value = value.ok().flatten();
-                    if let (Some(value), Ok(Some(ttl))) = (&value, ttl) {
-                        l1.fill(key, value.clone(), ttl, tags, seen).await;
+                    let read = read.ok().flatten();
+                    self.hooks.reach(Step::ReadBeforeFill).await;
+                    if let (Some(read), Ok(Some(ttl))) = (&read, ttl)
+                        // Held under the entry's own tags only: under the
+                        // caller's, an invalidation of the entry's would miss it.
+                        && read.same_tags
+                    {
+                        l1.fill(key, read.value.clone(), ttl, tags, seen).await;
                     }
-                    value.map(|v| (v, Tier::L2))
+                    read.map(|r| (r.value, Tier::L2))
                 }
                 _ => self
                     .redis_call(self.op_timeout(), store.get(key))
@@ -705,8 +525,19 @@ impl Inner {
         }
     }
 
+    /// The fence of `tags` now: what a fill or a joining caller must find
+    /// unchanged (`fence.rs`).
+    pub(crate) fn fence(&self, tags: &[String]) -> Fence {
+        match (&self.store, &self.l1) {
+            (Store::Embedded(store), _) => Fence::new(store.snapshot(tags), &self.keys),
+            (Store::Redis(_), Some(l1)) => l1.fence(tags),
+            // Every Redis-backed cache has its fence cells in `l1`.
+            (Store::Redis(_), None) => Fence::new(Box::new([]), &self.keys),
+        }
+    }
+
     /// `remember`'s second look; `None` when the store is unreachable.
-    async fn lookup(&self, key: &str, tags: &[String], ttl: Duration) -> Option<Lookup> {
+    pub(crate) async fn lookup(&self, key: &str, tags: &[String], ttl: Duration) -> Option<Lookup> {
         if !valid_key(key) {
             return None;
         }
@@ -719,7 +550,7 @@ impl Inner {
         }
     }
 
-    fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Option<Encoded> {
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Option<Encoded> {
         // Compression saves Redis memory and bandwidth; in process it would
         // only cost a decompression on every hit.
         let threshold = match self.store {
@@ -735,7 +566,7 @@ impl Inner {
         }
     }
 
-    async fn store_encoded(
+    pub(crate) async fn store_encoded(
         &self,
         key: &str,
         encoded: &Encoded,
@@ -778,136 +609,6 @@ impl Inner {
         }
         stored
     }
-
-    /// Applies an invalidation; if Redis cannot take it now, journals it
-    /// (unless the caller already did) and returns `None`.
-    /// Returns per-item counts (per tag for a tag invalidation).
-    async fn invalidate(&self, op: PendingInvalidation, journaled: bool) -> Option<Vec<u64>> {
-        // Before the store changes: a `remember` that starts after this call
-        // returns must not join a flight whose loader started before it.
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some(l1) = &self.l1 {
-            l1.apply(&op).await;
-        }
-        match &self.store {
-            Store::Embedded(_) => self.apply(&op).await.ok(),
-            Store::Redis(_) => {
-                let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
-                if let Some(l1) = &self.l1 {
-                    l1.announce(&self.pubsub, op.clone()).await;
-                }
-                match attempt {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        if !journaled {
-                            self.journal(op, &e).await;
-                        } else if self.breaker.trip() {
-                            self.wake.notify_one();
-                        }
-                        None
-                    }
-                }
-            }
-        }
-    }
-
-    /// Entries written anew over possibly cached ones: no instance's L1 may
-    /// keep the old value.
-    async fn replaced(&self, keys: Vec<String>) {
-        if let Some(l1) = &self.l1 {
-            let op = PendingInvalidation::Keys { keys };
-            l1.apply(&op).await;
-            l1.announce(&self.pubsub, op).await;
-        }
-    }
-
-    /// Performs an invalidation on the store, without the fail-open policy.
-    /// Returns a count per tag for a tag invalidation, else one count.
-    pub(crate) async fn apply(&self, op: &PendingInvalidation) -> Result<Vec<u64>, StoreError> {
-        match &self.store {
-            Store::Embedded(store) => Ok(match op {
-                PendingInvalidation::Tags { tags } => store.invalidate_tags(tags),
-                PendingInvalidation::Keys { keys } => vec![store.delete_many(keys).await],
-                PendingInvalidation::Pattern { pattern } => {
-                    vec![match crate::glob::redis_glob(pattern) {
-                        Some(glob) => store.clear_pattern(&glob).await,
-                        None => 0,
-                    }]
-                }
-                PendingInvalidation::FlushAll => vec![store.flush_all().await],
-            }),
-            Store::Redis(store) => match op {
-                PendingInvalidation::Tags { tags } => store.invalidate_tags(tags).await,
-                PendingInvalidation::Keys { keys } => {
-                    store.delete_many(keys).await.map(|n| vec![n])
-                }
-                PendingInvalidation::Pattern { pattern } => {
-                    store.clear_pattern(pattern).await.map(|n| vec![n])
-                }
-                PendingInvalidation::FlushAll => store.clear_pattern("*").await.map(|n| vec![n]),
-            },
-        }
-    }
-
-    /// Records an invalidation that could not reach Redis, then keeps reads
-    /// away from Redis until the journal has been applied there.
-    async fn journal(&self, op: PendingInvalidation, cause: &StoreError) {
-        warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
-        if let Err(e) = self.journal.record(op).await {
-            error!(error = %e, "could not journal an invalidation; cached entries may be stale until they expire");
-        }
-        Counters::add(&self.counters.journaled, 1);
-        if self.breaker.trip() {
-            self.wake.notify_one();
-        }
-    }
-
-    /// Applies and removes pending invalidations; false if some remain.
-    pub(crate) async fn apply_journal(&self) -> bool {
-        let pending = match self.journal.pending().await {
-            Ok(pending) => pending,
-            Err(e) => {
-                warn!(error = %e, "could not read the invalidation journal");
-                return false;
-            }
-        };
-        if pending.is_empty() {
-            return true;
-        }
-        if let Some(l1) = &self.l1 {
-            // Even while Redis is away, this instance's L1 must not keep
-            // serving what another instance invalidated.
-            for entry in &pending {
-                l1.apply(&entry.op).await;
-            }
-        }
-        let mut applied = Vec::with_capacity(pending.len());
-        let mut complete = true;
-        for entry in &pending {
-            match tokio::time::timeout(self.op_timeout() * 4, self.apply(&entry.op)).await {
-                Ok(Ok(_)) => {
-                    applied.push(entry.id);
-                    if let Some(l1) = &self.l1 {
-                        l1.announce(&self.pubsub, entry.op.clone()).await;
-                    }
-                }
-                _ => {
-                    complete = false;
-                    break;
-                }
-            }
-        }
-        let count = applied.len();
-        if !applied.is_empty()
-            && let Err(e) = self.journal.mark_applied(applied).await
-        {
-            warn!(error = %e, "could not remove applied entries from the invalidation journal");
-        }
-        if count > 0 {
-            info!("Applied {count} pending invalidations from the journal");
-        }
-        complete
-    }
 }
 
 /// The log line operators of the reference design grep for, one per tag.
@@ -925,12 +626,12 @@ fn log_invalidated(tags: &[String], counts: Option<&[u64]>) {
     }
 }
 
-fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     !key.is_empty() && !key.starts_with('~')
 }
 
 /// The JSON of an encoded value (a slice of it when stored plain) and its digest.
-fn json_of(key: &str, encoded: &Bytes) -> Option<CachedJson> {
+pub(crate) fn json_of(key: &str, encoded: &Bytes) -> Option<CachedJson> {
     match codec::json_and_digest(encoded) {
         Ok((bytes, digest)) => Some(CachedJson { bytes, digest }),
         Err(e) => {
@@ -940,7 +641,7 @@ fn json_of(key: &str, encoded: &Bytes) -> Option<CachedJson> {
     }
 }
 
-fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> Option<T> {
+pub(crate) fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> Option<T> {
     match codec::decode(encoded) {
         Ok(value) => Some(value),
         Err(e) => {

@@ -235,6 +235,15 @@ impl Envelope {
                 .all(|(i, m)| m.as_ref().is_some_and(|m| m.as_ref() == self.version(i)))
     }
 
+    /// Was the entry written under exactly these tags, in this order?
+    pub fn tags_are(&self, tags: &[String]) -> bool {
+        self.tag_count() == tags.len()
+            && tags
+                .iter()
+                .enumerate()
+                .all(|(i, tag)| self.tag(i) == tag.as_bytes())
+    }
+
     /// The value (flag byte and data), without copying.
     pub fn into_value(self) -> Bytes {
         let mut data = self.data;

@@ -43,6 +43,12 @@ pub struct CacheConfig {
     /// an instance that never lost Redis may serve a value whose invalidation
     /// another instance could only journal.
     pub journal_interval: Duration,
+    /// How long invalidations are kept in the journal after they were
+    /// applied: at least the longest TTL of any entry. A Redis that comes
+    /// back with older data (a restart from an older snapshot, a failover)
+    /// gets the whole window applied again before reads resume; an entry
+    /// older than the window has expired anyway.
+    pub journal_retention: Duration,
     /// Stale entries under an invalidated tag are deleted in batches of this
     /// many keys, so that reclaiming memory never stalls Redis: on a busy
     /// two-core machine a batch of 20 ran for at most 2.3 ms, 50 for 4.3 ms
@@ -83,6 +89,7 @@ impl Default for CacheConfig {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(1),
             journal_interval: Duration::from_secs(1),
+            journal_retention: Duration::from_secs(15 * 60),
             sweep_batch: 20,
             redis_read_hints: 262_144,
             redis_tracked_markers: 65_536,

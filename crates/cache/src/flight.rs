@@ -1,9 +1,12 @@
 //! Single flight: concurrent `remember` calls on one missing key in one
 //! process run the loader once; the others wait for its value (SPEC 1.2.4).
 //!
-//! A flight remembers the invalidation epoch it started in. A caller arriving
-//! after an invalidation does not join an older flight, whose loader may have
-//! read data from before the invalidation: it starts a fresh one.
+//! A flight holds the [`Fence`] of its tags, taken when it started. A caller
+//! arriving after an invalidation of one of them (this process's own,
+//! another instance's message, the journal) does not join the older flight,
+//! whose loader may have read data from before the invalidation: it starts a
+//! fresh one. Invalidations of other tags do not disturb it, so a busy
+//! stream of events elsewhere keeps one loader per key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,13 +14,15 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::fence::Fence;
+
 /// What the waiters of a flight learn: the encoded value, or that the leader
 /// gave up (its loader failed or it was cancelled) and they must try again.
 type Outcome = Option<Result<Bytes, ()>>;
 
 struct Flight {
     id: u64,
-    epoch: u64,
+    fence: Fence,
     outcome: watch::Receiver<Outcome>,
 }
 
@@ -32,10 +37,12 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
-    pub fn join(&self, key: &str, epoch: u64) -> Role<'_> {
+    /// Joins the flight of `key` if its fence still holds, or starts one
+    /// with the fence `fence()` takes.
+    pub fn join(&self, key: &str, fence: impl FnOnce() -> Fence) -> Role<'_> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(flight) = inner.1.get(key)
-            && flight.epoch == epoch
+            && flight.fence.holds()
         {
             return Role::Waiter(flight.outcome.clone());
         }
@@ -46,7 +53,7 @@ impl Flights {
             key.to_string(),
             Flight {
                 id,
-                epoch,
+                fence: fence(),
                 outcome: rx,
             },
         );
@@ -110,14 +117,21 @@ pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use std::sync::Arc;
+
+    fn fence(store: &EmbeddedStore) -> impl FnOnce() -> Fence {
+        move || Fence::new(store.snapshot(&["t".to_string()]), &Arc::default())
+    }
 
     #[tokio::test]
     async fn second_caller_waits_for_the_first() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k", 0) else {
+        let store = EmbeddedStore::new(1 << 20);
+        let Role::Leader(leader) = flights.join("k", fence(&store)) else {
             panic!("first caller leads")
         };
-        let Role::Waiter(rx) = flights.join("k", 0) else {
+        let Role::Waiter(rx) = flights.join("k", fence(&store)) else {
             panic!("second caller waits")
         };
         leader.complete(Bytes::from_static(b"v"));
@@ -128,8 +142,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_leader_releases_waiters_to_retry() {
         let flights = Flights::default();
-        let leader = flights.join("k", 0);
-        let Role::Waiter(rx) = flights.join("k", 0) else {
+        let store = EmbeddedStore::new(1 << 20);
+        let leader = flights.join("k", fence(&store));
+        let Role::Waiter(rx) = flights.join("k", fence(&store)) else {
             panic!("second caller waits")
         };
         drop(leader);
@@ -139,7 +154,14 @@ mod tests {
     #[tokio::test]
     async fn callers_after_an_invalidation_start_a_new_flight() {
         let flights = Flights::default();
-        let _old = flights.join("k", 0);
-        assert!(matches!(flights.join("k", 1), Role::Leader(_)));
+        let store = EmbeddedStore::new(1 << 20);
+        let _old = flights.join("k", fence(&store));
+        store.invalidate_tags(&["other".to_string()]);
+        assert!(
+            matches!(flights.join("k", fence(&store)), Role::Waiter(_)),
+            "another tag's invalidation does not disturb the flight"
+        );
+        store.invalidate_tags(&["t".to_string()]);
+        assert!(matches!(flights.join("k", fence(&store)), Role::Leader(_)));
     }
 }

@@ -3,21 +3,28 @@
 //! no lock, no round trip.
 //!
 //! Coherence across instances: every invalidation is applied to this
-//! instance's L1 first, then to Redis, then announced on the `~l1` channel
-//! with this instance's id; the others apply it to their own L1 (and ignore
-//! their own messages). An announcement that cannot be published is kept and
-//! retried by the maintenance task. When the subscriber connection had to
-//! reconnect, messages may have been lost: L1 is emptied.
+//! instance's L1, then to Redis, then to L1 again (a read that took its
+//! versions between the first step and Redis' may have read the old value
+//! and filled L1 with it: the second step drops it), then announced on the
+//! `~l1` channel with this instance's id; the others apply it to their own
+//! L1 (and ignore their own messages). Announcements that cannot be
+//! published are kept (a bounded set, collapsed into "empty your L1" when
+//! full) and retried by the maintenance task. When the subscriber had to
+//! reconnect, messages may have been lost: L1 is emptied once it is
+//! subscribed again. And whatever the bus does, every instance applies the
+//! invalidation journal's recent entries to its L1 at the journal interval
+//! (see `maintenance.rs`), so a lost message, or an outage, costs at most
+//! that interval.
 //!
-//! Fills cannot resurrect what an invalidation removed: a fill carries the
-//! versions of its tags' L1 cells taken *before* the Redis read (or the
-//! loader), and is dropped if any changed in between, whether by a local
-//! invalidation, a message, or an emptying after a reconnect. Invalidations
-//! of single keys (`set` over a key, `delete`) fence fills the same way, with
-//! one counter for all keys: any key invalidation drops the fills then in
-//! flight (a few extra misses, in exchange for no per-key bookkeeping).
+//! Fills cannot resurrect what an invalidation removed: a fill carries a
+//! [`Fence`] taken *before* the Redis read (or the loader), and is dropped if
+//! it no longer holds, whether by a local invalidation, a message, the
+//! journal, or an emptying.
+//!
+//! With L1 turned off (no bytes), the tag cells are kept all the same: they
+//! fence the loads that callers join (`flight.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,66 +32,88 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::fence::{Fence, KeyInvalidations};
 use crate::journal::PendingInvalidation;
 use crate::pubsub::PubSub;
-use crate::store::embedded::{EmbeddedStore, TagVersion};
+use crate::store::embedded::EmbeddedStore;
 
 const CHANNEL: &str = "~l1";
+
+/// Announcements kept for a retry at most; past it they are replaced by one
+/// "empty your L1", which stands for all of them.
+const MAX_UNSENT: usize = 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct BusMessage {
     sender: u64,
     op: PendingInvalidation,
+    /// The journal entry this invalidation was recorded as, if any: a
+    /// receiver then skips it when it reads the journal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_id: Option<i64>,
 }
 
 pub(crate) struct L1 {
     store: EmbeddedStore,
+    /// False when L1 is off: nothing is held, the cells still fence loads.
+    holds_entries: bool,
     /// This instance's id on the bus.
     id: u64,
     /// Announcements not yet published (Redis was unreachable).
-    unsent: Mutex<Vec<PendingInvalidation>>,
-    /// Bumped before every key invalidation is applied.
-    key_invalidations: AtomicU64,
+    unsent: Mutex<Unsent>,
+    keys: Arc<KeyInvalidations>,
+    /// Journal entries already applied here, with when they were recorded.
+    journal_applied: Mutex<HashMap<i64, i64>>,
 }
 
-/// What a fill must still find unchanged: taken before the Redis read (or
-/// the loader) whose result it stores.
-pub(crate) struct Fence {
-    tags: Box<[TagVersion]>,
-    key_invalidations: u64,
+#[derive(Default)]
+struct Unsent {
+    ops: Vec<(PendingInvalidation, Option<i64>)>,
+    seen: HashSet<PendingInvalidation>,
 }
 
 impl L1 {
-    pub fn new(max_bytes: u64) -> Arc<L1> {
+    /// `max_bytes` 0: no entries held.
+    pub fn new(max_bytes: u64, keys: Arc<KeyInvalidations>) -> Arc<L1> {
         Arc::new(L1 {
-            store: EmbeddedStore::new(max_bytes),
+            store: EmbeddedStore::new(max_bytes.max(1)),
+            holds_entries: max_bytes > 0,
             id: rand::random(),
-            unsent: Mutex::new(Vec::new()),
-            key_invalidations: AtomicU64::new(0),
+            unsent: Mutex::new(Unsent::default()),
+            keys,
+            journal_applied: Mutex::new(HashMap::new()),
         })
     }
 
+    pub fn holds_entries(&self) -> bool {
+        self.holds_entries
+    }
+
     pub async fn get(&self, key: &str) -> Option<Bytes> {
+        if !self.holds_entries {
+            return None;
+        }
         self.store.get(key).await
     }
 
-    /// What a later [`fill`](Self::fill) must still find.
-    pub fn snapshot(&self, tags: &[String]) -> Fence {
-        Fence {
-            key_invalidations: self.key_invalidations.load(Ordering::Acquire),
-            tags: self.store.snapshot(tags),
-        }
+    /// What a later [`fill`](Self::fill), or a caller joining a load, must
+    /// still find.
+    pub fn fence(&self, tags: &[String]) -> Fence {
+        Fence::new(self.store.snapshot(tags), &self.keys)
     }
 
     pub async fn fill(&self, key: &str, value: Bytes, ttl: Duration, tags: &[String], seen: Fence) {
-        let keys_unchanged =
-            || self.key_invalidations.load(Ordering::Acquire) == seen.key_invalidations;
-        if !keys_unchanged() {
+        if !self.holds_entries || !seen.keys_unchanged() {
             return;
         }
+        let Fence {
+            tags: tags_seen,
+            keys,
+            keys_seen,
+        } = seen;
         // Held decompressed: a hit then hands out a slice, with no work.
         let value = crate::codec::plain(value);
-        if self.store.set(key, value, ttl, tags, Some(seen.tags)).await && !keys_unchanged() {
+        if self.store.set(key, value, ttl, tags, Some(tags_seen)).await && keys.now() != keys_seen {
             // A key invalidation was applied meanwhile: it is bumped before
             // the keys are deleted, so either its delete came after this set,
             // or the bump is seen here. The entry may be stale: drop it.
@@ -92,7 +121,7 @@ impl L1 {
         }
     }
 
-    /// Applies an invalidation to this instance's L1.
+    /// Applies an invalidation to this instance's L1 (and its fences).
     pub async fn apply(&self, op: &PendingInvalidation) {
         match op {
             PendingInvalidation::Tags { tags } => {
@@ -100,40 +129,103 @@ impl L1 {
             }
             PendingInvalidation::Keys { keys } => {
                 // Before the delete: see `fill`.
-                self.key_invalidations.fetch_add(1, Ordering::AcqRel);
+                self.keys.bump();
                 self.store.delete_many(keys).await;
             }
             // Patterns are rare operator actions: emptying L1 is exact enough.
             PendingInvalidation::Pattern { .. } | PendingInvalidation::FlushAll => {
+                self.keys.bump();
                 self.store.flush_all().await;
             }
         }
     }
 
+    /// Empties L1 (messages may have been missed).
+    pub async fn flush(&self) {
+        self.keys.bump();
+        self.store.flush_all().await;
+    }
+
+    /// Applies a journal entry unless this instance already did (from the
+    /// journal, or from the message that carried its id).
+    pub async fn apply_journaled(&self, id: i64, recorded_at_ms: i64, op: &PendingInvalidation) {
+        if self.note_journal_id(id, recorded_at_ms) {
+            self.apply(op).await;
+        }
+    }
+
+    /// Records that journal entry `id` has been applied here; false if it already was.
+    fn note_journal_id(&self, id: i64, recorded_at_ms: i64) -> bool {
+        self.lock_journal_applied()
+            .insert(id, recorded_at_ms)
+            .is_none()
+    }
+
+    /// Forgets the ids of entries recorded before `before_ms`: the journal
+    /// is not read that far back any more.
+    pub fn forget_journal_ids(&self, before_ms: i64) {
+        self.lock_journal_applied()
+            .retain(|_, recorded_at| *recorded_at >= before_ms);
+    }
+
+    fn lock_journal_applied(&self) -> std::sync::MutexGuard<'_, HashMap<i64, i64>> {
+        self.journal_applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Tells the other instances, or keeps the message for a retry.
-    pub async fn announce(&self, pubsub: &PubSub, op: PendingInvalidation) {
+    pub async fn announce(&self, pubsub: &PubSub, op: PendingInvalidation, journal_id: Option<i64>) {
         let message = BusMessage {
             sender: self.id,
             op,
+            journal_id,
         };
         if !pubsub.publish(CHANNEL, &message).await {
-            let mut unsent = self.lock_unsent();
-            if !unsent.contains(&message.op) {
-                unsent.push(message.op);
-            }
+            self.keep_unsent(message.op, journal_id);
         }
+    }
+
+    fn keep_unsent(&self, op: PendingInvalidation, journal_id: Option<i64>) {
+        let mut unsent = self.lock_unsent();
+        if unsent.seen.contains(&PendingInvalidation::FlushAll) || unsent.seen.contains(&op) {
+            return;
+        }
+        if unsent.ops.len() >= MAX_UNSENT {
+            // One message that empties every L1 stands for all of them.
+            *unsent = Unsent::default();
+            unsent.seen.insert(PendingInvalidation::FlushAll);
+            unsent.ops.push((PendingInvalidation::FlushAll, None));
+            return;
+        }
+        unsent.seen.insert(op.clone());
+        unsent.ops.push((op, journal_id));
     }
 
     /// Publishes what could not be published before; keeps what still fails.
     pub async fn retry_announcements(&self, pubsub: &PubSub) {
         let unsent = std::mem::take(&mut *self.lock_unsent());
-        for op in unsent {
-            self.announce(pubsub, op).await;
+        for (op, journal_id) in unsent.ops {
+            self.announce(pubsub, op, journal_id).await;
         }
     }
 
-    fn lock_unsent(&self) -> std::sync::MutexGuard<'_, Vec<PendingInvalidation>> {
+    fn lock_unsent(&self) -> std::sync::MutexGuard<'_, Unsent> {
         self.unsent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message from the bus.
+    async fn received(&self, message: BusMessage) {
+        if message.sender == self.id {
+            return;
+        }
+        match message.journal_id {
+            Some(id) => {
+                self.apply_journaled(id, crate::journal::now_ms(), &message.op)
+                    .await
+            }
+            None => self.apply(&message.op).await,
+        }
     }
 
     /// Listens to the other instances' invalidations and to reconnects.
@@ -148,8 +240,7 @@ impl L1 {
                         let Some(message) = message else { return };
                         let Some(l1) = l1.upgrade() else { return };
                         match message.json::<BusMessage>() {
-                            Ok(m) if m.sender != l1.id => l1.apply(&m.op).await,
-                            Ok(_) => {}
+                            Ok(m) => l1.received(m).await,
                             Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
                         }
                     }
@@ -157,7 +248,7 @@ impl L1 {
                         if changed.is_err() { return }
                         let Some(l1) = l1.upgrade() else { return };
                         info!("pub/sub reconnected: emptying L1, messages may have been missed");
-                        l1.store.flush_all().await;
+                        l1.flush().await;
                     }
                 }
             }
@@ -175,17 +266,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_fill_that_a_key_invalidation_overtook_is_dropped() {
-        let l1 = L1::new(1 << 20);
+        let l1 = L1::new(1 << 20, Arc::default());
         let tags = ["t".to_string()];
         let ttl = Duration::from_secs(60);
 
-        let seen = l1.snapshot(&tags);
+        let seen = l1.fence(&tags);
         l1.fill("k", value(), ttl, &tags, seen).await;
         assert!(l1.get("k").await.is_some(), "an undisturbed fill is held");
 
         // Read from Redis before another instance replaced or deleted the
         // key; its message is applied before the fill lands.
-        let seen = l1.snapshot(&tags);
+        let seen = l1.fence(&tags);
         l1.apply(&PendingInvalidation::Keys {
             keys: vec!["k".to_string()],
         })
@@ -197,7 +288,7 @@ mod tests {
         );
 
         // The same for a tag invalidation (the per-tag fence).
-        let seen = l1.snapshot(&tags);
+        let seen = l1.fence(&tags);
         l1.apply(&PendingInvalidation::Tags {
             tags: tags.to_vec(),
         })

@@ -55,13 +55,16 @@ pub mod cache;
 mod codec;
 pub mod config;
 pub mod error;
+mod fence;
 mod flight;
 mod glob;
+mod invalidation;
 pub mod journal;
 mod l1;
 mod lock;
 mod maintenance;
 pub mod pubsub;
+mod remember;
 pub mod stats;
 mod store;
 #[doc(hidden)]
@@ -77,4 +80,4 @@ pub use stats::{CacheStats, TypeStats};
 /// The exact `redis` connection set-up of the Redis store, for benchmarks
 /// that compare the cache with raw commands on the same kind of connection.
 #[doc(hidden)]
-pub use store::redis::manager_config as redis_manager_config;
+pub use store::redis::connection_config as redis_connection_config;

@@ -2,10 +2,17 @@
 //! among all the instances that share Redis.
 //!
 //! The first instance to miss takes a lease (`SET ~lock:<key> NX PX`), loads,
-//! stores, and announces on the `~filled` channel that the value landed. The
-//! others wait for that announcement (not polling the lock round trip after
-//! round trip), then read the value; after a bounded wait (the lease) they
-//! load themselves. The lease is an efficiency tool, never a correctness
+//! stores, gives the lease back, and announces on the `~filled` channel that
+//! the value landed. The others wait for that announcement (not polling the
+//! lock round trip after round trip), then read the value; after a bounded
+//! wait (the lease) they load themselves.
+//!
+//! The lease is given back *before* the announcement: a caller that
+//! registers its interest after the announcement went by then finds the lock
+//! free, takes it, and finds the value (rather than waiting out the lease
+//! for an announcement that has passed). A leader that is cancelled (its
+//! HTTP client went away) gives the lease back and announces from its
+//! [`Lease`]'s drop, so that nobody waits out the lease for it either. The lease is an efficiency tool, never a correctness
 //! mutex: a lost or expired lease costs a duplicate load, never a wrong value,
 //! since every store still goes through the version check of `set.lua`.
 
@@ -14,7 +21,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::oneshot;
 
+use crate::cache::Inner;
 use crate::pubsub::PubSub;
+use crate::store::Store;
 
 const CHANNEL: &str = "~filled";
 
@@ -66,8 +75,55 @@ impl FillWaiters {
 }
 
 /// Tells every instance that `key` has a value now.
-pub(crate) async fn announce_filled(pubsub: &PubSub, key: &str) {
+async fn announce_filled(pubsub: &PubSub, key: &str) {
     pubsub.publish(CHANNEL, key).await;
+}
+
+/// A loading lease held by this process: given back, and the value
+/// announced, by [`release`](Self::release) or, if the holder is dropped
+/// first (cancelled), in the background.
+pub(crate) struct Lease {
+    inner: Arc<Inner>,
+    key: String,
+    token: u64,
+    released: bool,
+}
+
+impl Lease {
+    pub fn new(inner: &Arc<Inner>, key: &str, token: u64) -> Lease {
+        Lease {
+            inner: inner.clone(),
+            key: key.to_string(),
+            token,
+            released: false,
+        }
+    }
+
+    pub async fn release(mut self) {
+        self.released = true;
+        give_back(&self.inner, &self.key, self.token).await;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let (inner, key, token) = (self.inner.clone(), std::mem::take(&mut self.key), self.token);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { give_back(&inner, &key, token).await });
+        }
+    }
+}
+
+async fn give_back(inner: &Inner, key: &str, token: u64) {
+    if let Store::Redis(store) = &inner.store {
+        let _ = inner
+            .redis_call(inner.config.op_timeout, store.unlock(key, token))
+            .await;
+    }
+    announce_filled(&inner.pubsub, key).await;
 }
 
 async fn listen(waiters: Weak<FillWaiters>, pubsub: PubSub) {

@@ -1,12 +1,22 @@
 //! The background task of a Redis-backed cache:
 //!
+//! - verify a server that a read met for the first time (`store/redis/link.rs`):
+//!   if the journal says the retention window was not replayed into it (a
+//!   new `run_id`: a restart, possibly from an older snapshot, or a
+//!   failover), replay it; apply the pending journal; only then let reads
+//!   through;
 //! - while the breaker is open, probe Redis after each cool-down; when it
-//!   answers, apply the pending-invalidation journal *first*, and only then
-//!   close the breaker and let reads through;
-//! - while it is closed, apply the journal at every `journal_interval` (other
-//!   instances may have journaled invalidations this one never saw fail), and
-//!   reclaim the memory of entries made stale by invalidations, a batch at a
-//!   time.
+//!   answers, verify it as above, apply the pending journal, and close the
+//!   breaker unless an invalidation was journaled meanwhile (then read the
+//!   journal again at once: events that keep arriving never postpone
+//!   recovery by more than a journal read);
+//! - at every `journal_interval`, whatever the breaker: feed L1 the
+//!   journal's recent entries (another instance's event reaches this L1
+//!   within the interval even while Redis hangs); while closed, apply the
+//!   pending journal (other instances may have journaled invalidations this
+//!   one never saw fail), retry unsent bus messages, and reclaim the memory
+//!   of entries made stale by invalidations, a batch at a time;
+//! - now and then, purge journal entries older than the retention window.
 //!
 //! The task holds only a weak reference: it ends when the last clone of the
 //! cache is dropped.
@@ -18,6 +28,7 @@ use tracing::{info, warn};
 
 use crate::cache::Inner;
 use crate::store::Store;
+use crate::store::redis::RedisStore;
 
 /// Longest stretch of sweeping at once, so the task never hogs Redis...
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
@@ -26,17 +37,30 @@ const SWEEP_BUDGET: Duration = Duration::from_millis(50);
 /// seconds rather than the one stretch per `journal_interval` of an idle task,
 /// while reads of the invalidated keys (a likely burst) get most of Redis.
 const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+/// How far back each feed of L1 reads the journal, beyond the interval: an
+/// entry becomes visible when its transaction commits, which may be a while
+/// after the time it carries.
+const FEED_MARGIN: Duration = Duration::from_secs(5);
+/// How often entries older than the retention window are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Journal reads in a row before recovery lets the next tick try again.
+const RECOVERY_ATTEMPTS: usize = 8;
 
 pub(crate) fn spawn(inner: &Arc<Inner>) {
     let weak = Arc::downgrade(inner);
     let wake = inner.wake.clone();
+    let Store::Redis(store) = &inner.store else {
+        return;
+    };
+    let identity = store.identity().clone();
     let tick = inner
         .config
         .journal_interval
         .min(inner.config.breaker_cooldown)
         .max(Duration::from_millis(5));
     tokio::spawn(async move {
-        let mut last_journal_check = Instant::now();
+        let mut next_journal_pass = Instant::now();
+        let mut next_purge = Instant::now();
         let mut sweep_pending = false;
         loop {
             let pause = if sweep_pending {
@@ -44,9 +68,11 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             } else {
                 tick
             };
+            let mut verify = false;
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = wake.notified() => {}
+                _ = identity.wanted.notified() => verify = true,
             }
             let Some(inner) = Weak::upgrade(&weak) else {
                 return;
@@ -55,63 +81,123 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
                 return;
             };
             if inner.breaker.is_open() {
-                recover(&inner).await;
-                sweep_pending = false;
-                continue;
+                recover(&inner, store).await;
+            } else if verify && !verified(&inner, store).await && inner.breaker.trip() {
+                warn!("Redis answers but could not be verified: skipping it until it can");
             }
-            if last_journal_check.elapsed() >= inner.config.journal_interval {
-                last_journal_check = Instant::now();
-                if !inner.apply_journal().await {
-                    inner.breaker.trip();
-                    continue;
-                }
-                if let Some(l1) = &inner.l1 {
-                    l1.retry_announcements(&inner.pubsub).await;
-                }
-                // Look for invalidated member sets at every journal check.
-                sweep_pending = true;
-            }
-            if sweep_pending {
-                sweep_pending = false;
-                let started = Instant::now();
-                while started.elapsed() < SWEEP_BUDGET {
-                    let batch = store.sweep(inner.config.sweep_batch);
-                    match tokio::time::timeout(inner.config.op_timeout, batch).await {
-                        // More may remain: carry on, after a pause if out of budget.
-                        Ok(Ok(true)) => sweep_pending = true,
-                        _ => {
-                            sweep_pending = false;
-                            break;
-                        }
+            if Instant::now() >= next_journal_pass {
+                next_journal_pass = Instant::now() + inner.config.journal_interval;
+                inner
+                    .feed_l1(inner.config.journal_interval + FEED_MARGIN)
+                    .await;
+                if !inner.breaker.is_open() {
+                    if !inner.apply_journal().await {
+                        inner.breaker.trip();
+                        continue;
                     }
+                    if let Some(l1) = &inner.l1 {
+                        l1.retry_announcements(&inner.pubsub).await;
+                    }
+                    // Look for invalidated member sets at every journal pass.
+                    sweep_pending = true;
                 }
+            }
+            if Instant::now() >= next_purge {
+                next_purge = Instant::now() + PURGE_EVERY;
+                purge(&inner).await;
+            }
+            if sweep_pending && !inner.breaker.is_open() {
+                sweep_pending = sweep(&inner, store).await;
             }
         }
     });
 }
 
-async fn recover(inner: &Inner) {
-    let (opened, generation) = inner.breaker.last_trip();
-    if opened.is_some_and(|at| at.elapsed() < inner.config.breaker_cooldown) {
+/// Sweeps stale entries for at most [`SWEEP_BUDGET`]; true if more remain.
+async fn sweep(inner: &Inner, store: &RedisStore) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < SWEEP_BUDGET {
+        let batch = store.sweep(inner.config.sweep_batch);
+        match tokio::time::timeout(inner.config.op_timeout, batch).await {
+            Ok(Ok(true)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn purge(inner: &Inner) {
+    let before = crate::journal::now_ms() - inner.config.journal_retention.as_millis() as i64;
+    match inner.journal.purge(before).await {
+        Ok(0) => {}
+        Ok(n) => info!("Purged {n} invalidation journal entries older than the retention window"),
+        Err(e) => warn!(error = %e, "could not purge the invalidation journal"),
+    }
+}
+
+/// Makes sure the server the store talks to now holds every journaled
+/// invalidation, then lets reads through to it. False if it could not.
+async fn verified(inner: &Inner, store: &RedisStore) -> bool {
+    let budget = inner.config.op_timeout;
+    let run_id = match tokio::time::timeout(budget, store.server()).await {
+        Ok(Ok(run_id)) => run_id,
+        _ => return false,
+    };
+    if store.identity().is_verified(&run_id) {
+        return true;
+    }
+    let recorded = match inner.journal.server_identity().await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            warn!(error = %e, "could not read the journal's Redis identity: replaying the window");
+            None
+        }
+    };
+    if recorded.as_deref() != Some(run_id.as_str()) {
+        info!(
+            run_id,
+            previous = recorded.as_deref().unwrap_or("none"),
+            "Redis server changed (restart, restore or failover): replaying the journal window before reads"
+        );
+        if !inner.replay_window().await {
+            return false;
+        }
+        if let Err(e) = inner.journal.set_server_identity(run_id.clone()).await {
+            warn!(error = %e, "could not record the Redis identity in the journal");
+        }
+    }
+    if !inner.apply_journal().await {
+        return false;
+    }
+    store.identity().set_verified(&run_id);
+    true
+}
+
+async fn recover(inner: &Inner, store: &RedisStore) {
+    let cooling = inner
+        .breaker
+        .cooldown_from()
+        .is_some_and(|at| at.elapsed() < inner.config.breaker_cooldown);
+    if cooling {
         return;
     }
-    let Store::Redis(store) = &inner.store else {
-        return;
-    };
     let answered = tokio::time::timeout(inner.config.op_timeout, store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
-    if !answered {
-        // Start another cool-down.
-        inner.breaker.trip();
+    if !answered || !verified(inner, store).await {
+        inner.breaker.restart_cooldown();
         return;
     }
-    if !inner.apply_journal().await {
-        warn!("Redis answers again but the journal could not be applied yet: still skipping Redis");
-        inner.breaker.trip();
-        return;
-    }
-    if inner.breaker.close_if_unchanged(generation) {
-        info!("Redis connected successfully");
+    for _ in 0..RECOVERY_ATTEMPTS {
+        let seen = inner.breaker.journaled_count();
+        if !inner.apply_journal().await {
+            warn!("Redis answers again but the journal could not be applied yet: still skipping Redis");
+            inner.breaker.restart_cooldown();
+            return;
+        }
+        if inner.breaker.close_if_none_journaled_since(seen) {
+            info!("Redis connected successfully");
+            return;
+        }
     }
 }

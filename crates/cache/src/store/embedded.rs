@@ -26,7 +26,7 @@ pub(crate) struct TagCell {
 /// A tag's cell and the version an entry (or a loader's snapshot) saw.
 pub(crate) type TagVersion = (Arc<TagCell>, u64);
 
-fn all_current(tags: &[TagVersion]) -> bool {
+pub(crate) fn all_current(tags: &[TagVersion]) -> bool {
     tags.iter()
         .all(|(cell, seen)| cell.version.load(Ordering::Acquire) == *seen)
 }

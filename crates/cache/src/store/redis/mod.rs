@@ -3,25 +3,29 @@
 //! script: one `GET` of the entry, whose recorded tag versions are checked
 //! against markers held in process and kept exact by Redis' client tracking
 //! (`tracking.rs`); without a tracked connection, one `MGET` of the entry and
-//! its tags' markers, checked here (`hints.rs`).
+//! its tags' markers, checked here (`hints.rs`). Reads are served only by a
+//! server this process has verified (`link.rs`).
 
 mod hints;
 mod keys;
+mod link;
 mod scripts;
 mod tracking;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script, Value};
 
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
+pub(crate) use self::link::Identity;
+use self::link::{Link, LinkConnection};
 use self::scripts::Scripts;
 use self::tracking::{Check, TrackedReader};
 use super::{Lookup, Versions};
-use crate::codec::{self, new_version};
+use crate::codec::{self, Envelope, new_version};
 use crate::error::{ConfigError, StoreError};
 
 /// Figures read from Redis itself for [`CacheStats`](crate::CacheStats).
@@ -32,8 +36,16 @@ pub(crate) struct ServerInfo {
     pub key_count: u64,
 }
 
+/// A value read for L1, and whether the entry was written under exactly
+/// the tags the reader expected (L1 holds an entry only under its own tags).
+pub(crate) struct Read {
+    pub value: Bytes,
+    pub same_tags: bool,
+}
+
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
+    link: Link,
+    identity: Arc<Identity>,
     keys: KeyLayout,
     scripts: Scripts,
     // Boxed: they are touched once per read, and keep the store small.
@@ -54,13 +66,18 @@ impl RedisStore {
     ) -> Result<Self, ConfigError> {
         let client = redis::Client::open(url).map_err(ConfigError::RedisUrl)?;
         let keys = KeyLayout::new(prefix);
-        let tracked =
-            TrackedReader::new(url, &keys.marker_prefix, connect_timeout, tracked_markers)
-                .map_err(ConfigError::RedisUrl)?;
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config(connect_timeout))
-            .map_err(ConfigError::RedisUrl)?;
+        let identity = Identity::new();
+        let tracked = TrackedReader::new(
+            url,
+            &keys.marker_prefix,
+            connect_timeout,
+            tracked_markers,
+            identity.clone(),
+        )
+        .map_err(ConfigError::RedisUrl)?;
         Ok(RedisStore {
-            conn,
+            link: Link::new(client, connect_timeout, identity.clone()),
+            identity,
             keys,
             scripts: Scripts::new(),
             hints: Box::new(Hints::new(read_hints)),
@@ -69,12 +86,23 @@ impl RedisStore {
         })
     }
 
-    fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// A connection for writes and invalidations.
+    async fn conn(&self) -> Result<LinkConnection, StoreError> {
+        self.link.any().await
+    }
+
+    /// The servers this process has verified.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// The `run_id` of the server the store talks to now.
+    pub async fn server(&self) -> Result<String, StoreError> {
+        Ok(self.link.server().await?.1)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        let _: String = redis::cmd("PING").query_async(&mut self.conn().await?).await?;
         Ok(())
     }
 
@@ -82,6 +110,24 @@ impl RedisStore {
     /// written. A stale entry is left for the sweeper (or its TTL) to
     /// delete: reads stay read-only.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.read(key).await?.map(Envelope::into_value))
+    }
+
+    /// [`get`](Self::get), for a reader that fills L1 with the value if
+    /// it was written under `tags`.
+    pub async fn get_for_fill(
+        &self,
+        key: &str,
+        tags: &[String],
+    ) -> Result<Option<Read>, StoreError> {
+        Ok(self.read(key).await?.map(|envelope| Read {
+            same_tags: envelope.tags_are(tags),
+            value: envelope.into_value(),
+        }))
+    }
+
+    /// The entry's envelope, if it is current.
+    async fn read(&self, key: &str) -> Result<Option<Envelope>, StoreError> {
         let entry_key = self.keys.entry(key);
         if let Some(reader) = &self.tracked
             && let Some(mut conn) = reader.connection().await
@@ -111,7 +157,7 @@ impl RedisStore {
         reader: &TrackedReader,
         conn: &mut redis::aio::MultiplexedConnection,
         entry_key: &str,
-    ) -> Result<Option<Bytes>, StoreError> {
+    ) -> Result<Option<Envelope>, StoreError> {
         let envelope: Option<Vec<u8>> = conn.get(entry_key).await?;
         let Some(envelope) = envelope else {
             return Ok(None);
@@ -127,15 +173,15 @@ impl RedisStore {
                 envelope.is_current(&markers)
             }
         };
-        Ok(current.then(|| envelope.into_value()))
+        Ok(current.then_some(envelope))
     }
 
     /// Without a tracked connection: one round trip when the entry's tags
     /// are known here (see `hints.rs`), two otherwise.
-    async fn hinted_get(&self, entry_key: String) -> Result<Option<Bytes>, StoreError> {
+    async fn hinted_get(&self, entry_key: String) -> Result<Option<Envelope>, StoreError> {
         type Markers = Vec<Option<Vec<u8>>>;
         let hint = self.hints.get(&entry_key).filter(|h| !h.markers.is_empty());
-        let mut conn = self.conn();
+        let mut conn = self.link.verified().await?;
         let suspect = hint.as_ref().is_some_and(|h| h.is_suspect(&self.epochs));
         if let (Some(hint), true) = (&hint, suspect) {
             // This process invalidated one of the tags since: if a marker is
@@ -204,7 +250,7 @@ impl RedisStore {
                 markers
             }
         };
-        Ok(envelope.is_current(&markers).then(|| envelope.into_value()))
+        Ok(envelope.is_current(&markers).then_some(envelope))
     }
 
     pub async fn lookup(
@@ -218,7 +264,9 @@ impl RedisStore {
         for tag in tags {
             invocation.arg(tag).arg(new_version());
         }
-        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn()).await?;
+        let reply: Vec<Value> = invocation
+            .invoke_async(&mut self.link.verified().await?)
+            .await?;
         let mut reply = reply.into_iter();
         let hit: i64 = redis::from_redis_value(reply.next().unwrap_or(Value::Nil))?;
         if hit == 1 {
@@ -287,7 +335,7 @@ impl RedisStore {
         script: &Script,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         match cmd.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 script.prepare_invoke().load_async(&mut conn).await?;
@@ -304,7 +352,7 @@ impl RedisStore {
         script: &Script,
         pipe: &redis::Pipeline,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         match pipe.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 script.prepare_invoke().load_async(&mut conn).await?;
@@ -336,7 +384,7 @@ impl RedisStore {
             return Ok(0);
         }
         let redis_keys: Vec<String> = keys.iter().map(|k| self.keys.entry(k)).collect();
-        let n: u64 = self.conn().unlink(redis_keys).await?;
+        let n: u64 = self.conn().await?.unlink(redis_keys).await?;
         Ok(n)
     }
 
@@ -360,7 +408,7 @@ impl RedisStore {
 
     /// Deletes the keys under the prefix matching `glob` (SCAN, then UNLINK in batches).
     pub async fn clear_pattern(&self, glob: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let pattern = format!("{}{glob}", self.keys.prefix);
         let mut cursor: u64 = 0;
         let mut deleted = 0;
@@ -393,7 +441,7 @@ impl RedisStore {
             .arg(&self.keys.marker_prefix)
             .arg(batch)
             .arg(&self.keys.members_prefix)
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(examined >= 0)
     }
@@ -411,7 +459,7 @@ impl RedisStore {
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms(lease))
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok(taken.is_some())
     }
@@ -424,7 +472,7 @@ impl RedisStore {
             .unlock
             .key(self.keys.lock(key))
             .arg(token)
-            .invoke_async(&mut self.conn())
+            .invoke_async(&mut self.conn().await?)
             .await?;
         Ok(())
     }
@@ -433,13 +481,13 @@ impl RedisStore {
     pub async fn pttl(&self, key: &str) -> Result<Option<Duration>, StoreError> {
         let ms: i64 = redis::cmd("PTTL")
             .arg(self.keys.entry(key))
-            .query_async(&mut self.conn())
+            .query_async(&mut self.conn().await?)
             .await?;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
     }
 
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let memory: String = redis::cmd("INFO")
             .arg("memory")
             .query_async(&mut conn)
@@ -478,17 +526,10 @@ impl RedisStore {
     }
 }
 
-/// How the store's [`ConnectionManager`] is set up. Public (hidden) so that
-/// the benchmarks compare against raw commands on an identical connection.
-pub fn manager_config(connect_timeout: Duration) -> redis::aio::ConnectionManagerConfig {
-    redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        // Our own per-call timeout and circuit breaker decide what a slow
-        // Redis means; the manager only has to reconnect, briefly.
-        .set_response_timeout(None)
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(20))
-        .set_max_delay(Duration::from_millis(200))
+/// How the store's connections are set up. Public (hidden) so that the
+/// benchmarks compare against raw commands on an identical connection.
+pub fn connection_config(connect_timeout: Duration) -> redis::AsyncConnectionConfig {
+    link::connection_config(connect_timeout)
 }
 
 fn evalsha(script: &Script, key_count: usize) -> redis::Cmd {

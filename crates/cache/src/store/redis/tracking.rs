@@ -40,7 +40,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use tracing::debug;
 
+use super::link::Identity;
 use crate::codec::Envelope;
+use crate::error::StoreError;
 
 /// After a failed attempt to open the tracked connection, reads use the
 /// ordinary path for this long before the next attempt.
@@ -50,8 +52,11 @@ pub(crate) struct TrackedReader {
     client: redis::Client,
     connect_timeout: Duration,
     shared: Arc<Shared>,
-    /// The open connection, if any, with the generation it belongs to.
-    conn: RwLock<Option<(u64, MultiplexedConnection)>>,
+    /// The open connection, if any, with the generation it belongs to and
+    /// its server's `run_id`.
+    conn: RwLock<Option<(u64, MultiplexedConnection, Arc<str>)>>,
+    /// Reads use the connection only while its server is verified (`link.rs`).
+    identity: Arc<Identity>,
     /// One connection attempt at a time; when the last one failed.
     connecting: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -115,6 +120,7 @@ impl TrackedReader {
         marker_prefix: &str,
         connect_timeout: Duration,
         capacity: usize,
+        identity: Arc<Identity>,
     ) -> Result<Option<TrackedReader>, redis::RedisError> {
         if capacity == 0 {
             return Ok(None);
@@ -136,15 +142,20 @@ impl TrackedReader {
                 gone: AtomicUsize::new(0),
             }),
             conn: RwLock::new(None),
+            identity,
             connecting: tokio::sync::Mutex::new(None),
         }))
     }
 
     /// The tracked connection, opening it if needed; `None` while there is
-    /// none to be had (the caller then reads the ordinary way).
+    /// none to be had, or its server is not verified yet (the caller then
+    /// reads the ordinary way, which waits for the verification).
     pub async fn connection(&self) -> Option<MultiplexedConnection> {
         if let Some(conn) = self.current() {
             return Some(conn);
+        }
+        if self.opened() {
+            return None;
         }
         // Another read may be connecting: wait for it rather than open a
         // second connection.
@@ -157,10 +168,11 @@ impl TrackedReader {
             return None;
         }
         match self.connect(generation).await {
-            Ok(conn) => {
+            Ok((conn, run_id)) => {
                 *last_failure = None;
-                *self.conn.write().expect("not poisoned") = Some((generation, conn.clone()));
-                Some(conn)
+                *self.conn.write().expect("not poisoned") =
+                    Some((generation, conn.clone(), run_id.clone()));
+                self.identity.is_verified(&run_id).then_some(conn)
             }
             Err(e) => {
                 debug!(error = %e, "no tracked connection: reads check markers in Redis");
@@ -170,16 +182,28 @@ impl TrackedReader {
         }
     }
 
-    /// The open connection, unless it was lost (its generation is over).
+    /// The open connection, unless it was lost (its generation is over) or
+    /// its server is not verified.
     fn current(&self) -> Option<MultiplexedConnection> {
         let generation = self.shared.table().generation;
         match &*self.conn.read().expect("not poisoned") {
-            Some((g, conn)) if *g == generation => Some(conn.clone()),
+            Some((g, conn, run_id)) if *g == generation && self.identity.is_verified(run_id) => {
+                Some(conn.clone())
+            }
             _ => None,
         }
     }
 
-    async fn connect(&self, generation: u64) -> Result<MultiplexedConnection, redis::RedisError> {
+    /// Is a connection of the current generation open (verified or not)?
+    fn opened(&self) -> bool {
+        let generation = self.shared.table().generation;
+        matches!(&*self.conn.read().expect("not poisoned"), Some((g, ..)) if *g == generation)
+    }
+
+    async fn connect(
+        &self,
+        generation: u64,
+    ) -> Result<(MultiplexedConnection, Arc<str>), StoreError> {
         let shared = Arc::downgrade(&self.shared);
         let on_push = move |push: PushInfo| -> Result<(), std::convert::Infallible> {
             if let Some(shared) = shared.upgrade() {
@@ -201,7 +225,8 @@ impl TrackedReader {
             .arg("OPTIN")
             .query_async(&mut conn)
             .await?;
-        Ok(conn)
+        let run_id = super::link::run_id(&mut conn).await?;
+        Ok((conn, run_id.into()))
     }
 
     /// Checks an entry's recorded tag versions against the markers held.
