@@ -16,10 +16,18 @@
 //!   `ingest` (one transaction, all or nothing, run in its own task so a
 //!   caller that gives up cannot cut it), `ingest_with_journal` (events plus
 //!   a pending cache invalidation in the same transaction; no journal row
-//!   for empty tags), `pending_invalidations` / `remove_invalidations`,
-//!   `guild_ids`, `ping`, `analyze`. The schema is one `events` table with
-//!   a `kind` column and one covering index on (guild, kind, time); the
-//!   journal is `cache_invalidation_journal`.
+//!   for empty tags), `guild_ids`, `ping`, `analyze`. The schema is one
+//!   `events` table with a `kind` column and one covering index on (guild,
+//!   kind, time).
+//!
+//!   The cache-invalidation journal (`cache_invalidation_journal`, SPEC
+//!   1.2.6 and 1.2.11) keeps every entry for a retention window after it
+//!   is applied: `pending_invalidations` (not yet applied),
+//!   `mark_invalidations_applied`, `invalidations_since` (applied or not,
+//!   for replaying the window and for in-process tiers),
+//!   `purge_invalidations` (by age), and `cache_server_identity` /
+//!   `set_cache_server_identity` (the `run_id` of the Redis server the
+//!   window was last replayed into, table `cache_server_identity`).
 //!   `store/postgres.rs` and `store/sqlite.rs` hold what differs between the
 //!   databases: connection options and the bulk insert path (UNNEST arrays
 //!   on PostgreSQL, multi-row VALUES on SQLite).

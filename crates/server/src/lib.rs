@@ -8,9 +8,11 @@
 //!   from settings; `main` and the API tests start it the same way.
 //! - [`service`]: analytics through the cache (keys, TTLs, tags of SPEC
 //!   2.3), ingestion with precise invalidation (SPEC 2.4), and the database
-//!   journal of pending invalidations; the pub/sub helpers of SPEC 3 and
-//!   the hub that pushes a guild's invalidations and fresh analytics to its
-//!   WebSocket subscribers (`service/realtime.rs`). No HTTP in it.
+//!   journal of invalidations (pending ones, and applied ones kept for the
+//!   retention window) with the shared Redis identity; the pub/sub helpers
+//!   of SPEC 3 and the hub that pushes a guild's invalidations and fresh
+//!   analytics to its WebSocket subscribers (`service/realtime.rs`). No
+//!   HTTP in it.
 //! - [`routes`]: thin HTTP handlers, one module per URL subtree
 //!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`,
 //!   `routes/ws.rs` the WebSocket `/ws`).

@@ -128,7 +128,11 @@ impl EventStore {
     /// Like [`ingest`](Self::ingest), and in the same transaction records
     /// `tags` as one pending cache invalidation (SPEC 1.2.6). No journal row
     /// is written when `tags` is empty (member joins invalidate nothing).
-    /// Returns the number of events stored and the journal entry's id.
+    /// Returns the number of events stored and the journal entry's id. The
+    /// entry is pending until marked applied
+    /// ([`mark_invalidations_applied`](Self::mark_invalidations_applied)),
+    /// then kept until purged by age
+    /// ([`purge_invalidations`](Self::purge_invalidations), SPEC 1.2.11).
     pub async fn ingest_with_journal(
         &self,
         events: &[Event],
@@ -158,7 +162,6 @@ impl EventStore {
         events: &[Event],
         tags_json: Option<&str>,
     ) -> Result<(u64, Option<i64>), StoreError> {
-        let now = chrono::Utc::now().timestamp_millis();
         with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let stored = InsertEvents::insert_events(&mut *tx, events).await?;
@@ -166,7 +169,11 @@ impl EventStore {
                 Some(tags) => Some(
                     sqlx::query_scalar::<_, i64>(journal::INSERT)
                         .bind(tags)
-                        .bind(now)
+                        // Taken after the events are written, as close to
+                        // the commit as can be: readers of the recent
+                        // window (`invalidations_since`) see the row with
+                        // a timestamp only the commit's duration old.
+                        .bind(chrono::Utc::now().timestamp_millis())
                         .fetch_one(&mut *tx)
                         .await?,
                 ),

@@ -1,11 +1,16 @@
-//! The pending-invalidation journal of the cache, kept in the database
-//! (SPEC 1.2.6), so that an invalidation outlives the process that could not
-//! deliver it. Ingestion writes its entry in the same transaction as the
-//! events; every instance's cache applies what it finds.
+//! The invalidation journal of the cache, kept in the database (SPEC 1.2.6
+//! and 1.2.11), so that an invalidation outlives the process that could not
+//! deliver it, and stays for the retention window after it has been applied
+//! so that a Redis that lost or rolled back state can be replayed it.
+//! Ingestion writes its entry in the same transaction as the events; every
+//! instance's cache applies what is pending, replays the window when Redis'
+//! identity changes, and reads the recent entries into its L1 while Redis is
+//! skipped.
 //!
-//! The database journal holds tag invalidations. The rarer operator actions
-//! (deleting keys, clearing a pattern, flushing) that fail during an outage
-//! are kept in this process's memory.
+//! The database journal holds tag invalidations, and the identity of the
+//! Redis server the window was last replayed into (shared by every
+//! instance). The rarer operator actions (deleting keys, clearing a pattern,
+//! flushing) that fail during an outage are kept in this process's memory.
 
 use std::sync::Arc;
 
@@ -27,8 +32,43 @@ impl DatabaseJournal {
     }
 }
 
-/// Ids of the in-memory part are negative, so they never collide with the
-/// database's.
+fn from_database(entry: spywatcher_analytics::JournalEntry) -> JournalEntry {
+    JournalEntry {
+        id: entry.id,
+        op: PendingInvalidation::Tags { tags: entry.tags },
+        recorded_at_ms: entry.recorded_at_ms,
+        applied: entry.applied,
+    }
+}
+
+/// The in-memory part's ids are negated, so they never collide with the
+/// database's (which are positive).
+fn from_memory(entry: JournalEntry) -> JournalEntry {
+    JournalEntry {
+        id: -entry.id,
+        ..entry
+    }
+}
+
+/// Merges the two parts, each already in order, oldest first; within a part
+/// its own order is kept.
+fn merge(database: Vec<JournalEntry>, memory: Vec<JournalEntry>) -> Vec<JournalEntry> {
+    let mut merged = Vec::with_capacity(database.len() + memory.len());
+    let mut database = database.into_iter().peekable();
+    let mut memory = memory.into_iter().peekable();
+    loop {
+        let next = match (database.peek(), memory.peek()) {
+            (Some(d), Some(m)) if m.recorded_at_ms < d.recorded_at_ms => memory.next(),
+            (Some(_), _) => database.next(),
+            (None, _) => memory.next(),
+        };
+        match next {
+            Some(entry) => merged.push(entry),
+            None => return merged,
+        }
+    }
+}
+
 impl Journal for DatabaseJournal {
     fn record(&self, op: PendingInvalidation) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
@@ -44,42 +84,175 @@ impl Journal for DatabaseJournal {
 
     fn pending(&self) -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>> {
         Box::pin(async move {
-            let mut entries: Vec<JournalEntry> = self
-                .store
-                .pending_invalidations()
-                .await?
-                .into_iter()
-                .map(|e| JournalEntry {
-                    id: e.id,
-                    op: PendingInvalidation::Tags { tags: e.tags },
-                })
-                .collect();
-            entries.extend(
-                self.memory
-                    .pending()
-                    .await?
-                    .into_iter()
-                    .map(|e| JournalEntry {
-                        id: -e.id,
-                        op: e.op,
-                    }),
-            );
-            Ok(entries)
+            let database = self.store.pending_invalidations().await?;
+            let memory = self.memory.pending().await?;
+            Ok(merge(
+                database.into_iter().map(from_database).collect(),
+                memory.into_iter().map(from_memory).collect(),
+            ))
         })
     }
 
-    fn remove(&self, ids: Vec<i64>) -> BoxFuture<'_, Result<(), JournalError>> {
+    fn mark_applied(&self, ids: Vec<i64>) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
             let (database, memory): (Vec<i64>, Vec<i64>) = ids.into_iter().partition(|&id| id > 0);
             if !database.is_empty() {
-                self.store.remove_invalidations(&database).await?;
+                self.store.mark_invalidations_applied(&database).await?;
             }
             if !memory.is_empty() {
                 self.memory
-                    .remove(memory.into_iter().map(|id| -id).collect())
+                    .mark_applied(memory.into_iter().map(|id| -id).collect())
                     .await?;
             }
             Ok(())
         })
+    }
+
+    fn recorded_since(
+        &self,
+        since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>> {
+        Box::pin(async move {
+            let database = self.store.invalidations_since(since_ms).await?;
+            let memory = self.memory.recorded_since(since_ms).await?;
+            Ok(merge(
+                database.into_iter().map(from_database).collect(),
+                memory.into_iter().map(from_memory).collect(),
+            ))
+        })
+    }
+
+    fn purge(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JournalError>> {
+        Box::pin(async move {
+            let database = self.store.purge_invalidations(before_ms).await?;
+            let memory = self.memory.purge(before_ms).await?;
+            Ok(database + memory)
+        })
+    }
+
+    fn server_identity(&self) -> BoxFuture<'_, Result<Option<String>, JournalError>> {
+        Box::pin(async move { Ok(self.store.cache_server_identity().await?) })
+    }
+
+    fn set_server_identity(&self, run_id: String) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            self.store.set_cache_server_identity(&run_id).await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn op(entry: &JournalEntry) -> &PendingInvalidation {
+        &entry.op
+    }
+
+    /// Lets the millisecond clock move on between records.
+    async fn next_millisecond() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    #[tokio::test]
+    async fn the_memory_and_database_parts_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::connect(dir.path().join("journal.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let journal = DatabaseJournal::new(store.clone());
+        let keys = PendingInvalidation::Keys {
+            keys: vec!["k".to_owned()],
+        };
+        let tags = PendingInvalidation::Tags {
+            tags: vec!["t".to_owned()],
+        };
+        journal.record(keys.clone()).await.unwrap();
+        next_millisecond().await;
+        journal.record(tags.clone()).await.unwrap();
+        next_millisecond().await;
+        journal.record(PendingInvalidation::FlushAll).await.unwrap();
+
+        // Oldest first across both parts; memory ids are negative, the
+        // database's positive; only the tags went to the database.
+        let pending = journal.pending().await.unwrap();
+        assert_eq!(
+            pending.iter().map(op).collect::<Vec<_>>(),
+            [&keys, &tags, &PendingInvalidation::FlushAll]
+        );
+        assert!(pending[0].id < 0 && pending[1].id > 0 && pending[2].id < 0);
+        assert_ne!(pending[0].id, pending[2].id);
+        assert!(pending.iter().all(|e| !e.applied));
+        assert!(
+            pending
+                .windows(2)
+                .all(|w| w[0].recorded_at_ms < w[1].recorded_at_ms)
+        );
+        let rows = store.pending_invalidations().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].id, rows[0].tags.as_slice()),
+            (pending[1].id, &["t".to_owned()][..])
+        );
+
+        // Another instance on the same database sees the database part only.
+        let other = DatabaseJournal::new(store.clone());
+        let seen = other.pending().await.unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0], pending[1]);
+
+        // Marking applied goes to the right part by sign; entries stay.
+        let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
+        journal.mark_applied(ids[..2].to_vec()).await.unwrap();
+        let still: Vec<i64> = journal
+            .pending()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(still, [ids[2]]);
+        assert!(store.pending_invalidations().await.unwrap().is_empty());
+        journal.mark_applied(vec![ids[2]]).await.unwrap();
+        assert!(journal.pending().await.unwrap().is_empty());
+
+        let kept = journal.recorded_since(i64::MIN).await.unwrap();
+        assert_eq!(kept.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+        assert!(kept.iter().all(|e| e.applied));
+        let window = journal
+            .recorded_since(pending[1].recorded_at_ms)
+            .await
+            .unwrap();
+        assert_eq!(window.iter().map(|e| e.id).collect::<Vec<_>>(), ids[1..]);
+
+        // Purge by age, in both parts.
+        assert_eq!(journal.purge(pending[2].recorded_at_ms).await.unwrap(), 2);
+        let left = journal.recorded_since(i64::MIN).await.unwrap();
+        assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), [ids[2]]);
+        assert!(
+            store
+                .invalidations_since(i64::MIN)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The server identity lives in the database: shared by instances.
+        assert_eq!(journal.server_identity().await.unwrap(), None);
+        journal
+            .set_server_identity("run-1".to_owned())
+            .await
+            .unwrap();
+        assert_eq!(
+            other.server_identity().await.unwrap().as_deref(),
+            Some("run-1")
+        );
+        assert_eq!(
+            store.cache_server_identity().await.unwrap().as_deref(),
+            Some("run-1")
+        );
     }
 }

@@ -72,7 +72,9 @@ impl Spywatcher {
     /// With Redis, the invalidation is first recorded in the database in the
     /// same transaction as the events: if Redis cannot take it, or this
     /// process dies before it could, any instance applies it before its
-    /// cache serves reads again.
+    /// cache serves reads again. Once Redis has taken it, the entry is
+    /// marked applied, not removed: it stays for the retention window, to
+    /// be replayed if Redis loses or rolls back state (SPEC 1.2.11).
     pub async fn ingest(&self, kind: EventKind, events: &[Event]) -> Result<u64, StoreError> {
         let guilds: BTreeSet<&GuildId> = events.iter().map(|e| &e.guild_id).collect();
         let tags: Vec<String> = guilds
@@ -89,10 +91,10 @@ impl Spywatcher {
             let (stored, journal_id) = self.store.ingest_with_journal(events, &tags).await?;
             if let Some(id) = journal_id
                 && self.cache.invalidate_recorded(&tags).await
-                && let Err(e) = self.store.remove_invalidations(&[id]).await
+                && let Err(e) = self.store.mark_invalidations_applied(&[id]).await
             {
-                // Harmless: the entry will be applied once more, then removed.
-                warn!(error = %e, "could not remove an applied journal entry");
+                // Harmless: the entry will be applied once more, then marked.
+                warn!(error = %e, "could not mark a journal entry applied");
             }
             stored
         };

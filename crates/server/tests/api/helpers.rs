@@ -248,7 +248,8 @@ pub async fn a_lurker(app: &TestApp, guild: &GuildId) -> String {
         .to_string()
 }
 
-/// Waits until some instance has applied and removed every journal entry.
+/// Waits until some instance has applied every journal entry (marked it
+/// applied: entries stay in the database for the retention window).
 pub async fn wait_for_applied_journal(app: &TestApp) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !app.store.pending_invalidations().await.unwrap().is_empty() {

@@ -16,6 +16,13 @@ async fn status(app: &TestApp) -> (String, String) {
     )
 }
 
+/// The one journal entry of the test is applied, and still there.
+async fn assert_applied_and_kept(app: &TestApp) {
+    let kept = app.store.invalidations_since(i64::MIN).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].applied, "{kept:?}");
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -90,6 +97,8 @@ async fn analytics_keep_answering_while_redis_is_down_and_nothing_stale_after() 
     }
     assert_eq!(status(&app).await.1, "ready");
     assert!(app.store.pending_invalidations().await.unwrap().is_empty());
+    // Applied, the entry stays for the retention window (SPEC 1.2.11).
+    assert_applied_and_kept(&app).await;
     assert_all_fresh(&app, guild, "after Redis came back").await;
     // Caching resumed, in the same process.
     assert_eq!(
@@ -142,5 +151,6 @@ async fn the_journal_also_works_on_postgresql() {
     assert_eq!(app.store.pending_invalidations().await.unwrap().len(), 1);
     redis.restart();
     wait_for_applied_journal(&app).await;
+    assert_applied_and_kept(&app).await;
     assert_all_fresh(&app, guild, "PostgreSQL").await;
 }
