@@ -124,6 +124,15 @@ fn build_cache(settings: &Settings, store: &EventStore) -> anyhow::Result<Cache>
         op_timeout: settings.cache_op_timeout,
         breaker_cooldown: settings.breaker_cooldown,
         journal_interval: settings.journal_interval,
+        // Invalidations are kept for as long as the longest-lived entry may
+        // live, so a Redis that comes back with older data gets them all.
+        journal_retention: settings
+            .ttls
+            .values()
+            .copied()
+            .max()
+            .unwrap_or_default()
+            .max(CacheConfig::default().journal_retention),
         stat_groups: keys::stat_groups(),
         ..CacheConfig::default()
     };

@@ -90,7 +90,7 @@ impl Spywatcher {
         } else {
             let (stored, journal_id) = self.store.ingest_with_journal(events, &tags).await?;
             if let Some(id) = journal_id
-                && self.cache.invalidate_recorded(&tags).await
+                && self.cache.invalidate_recorded(&tags, id).await
                 && let Err(e) = self.store.mark_invalidations_applied(&[id]).await
             {
                 // Harmless: the entry will be applied once more, then marked.
