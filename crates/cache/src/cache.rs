@@ -31,6 +31,7 @@ use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Lookup, Store, Versions};
+use crate::testing::Hooks;
 
 /// Options of [`Cache::set`]: TTL (default from the config) and tags.
 #[derive(Debug, Clone, Default)]
@@ -107,6 +108,8 @@ pub(crate) struct Inner {
     pub l1: Option<Arc<L1>>,
     /// Callers waiting for another instance's load (Redis only).
     fill_waiters: Option<Arc<FillWaiters>>,
+    /// Pause points for tests.
+    pub hooks: Arc<Hooks>,
 }
 
 impl Cache {
@@ -127,6 +130,7 @@ impl Cache {
             return Err(ConfigError::Prefix(config.prefix.clone()));
         }
         let breaker = Arc::new(Breaker::new(config.breaker_threshold));
+        let hooks = Arc::new(Hooks::default());
         let (store, pubsub) = match &config.backend {
             Backend::Embedded => (
                 Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
@@ -146,6 +150,7 @@ impl Cache {
                     config.connect_timeout,
                     config.op_timeout,
                     breaker.clone(),
+                    hooks.clone(),
                 )
                 .map_err(ConfigError::RedisUrl)?,
             ),
@@ -168,6 +173,7 @@ impl Cache {
             store,
             pubsub,
             config,
+            hooks,
         });
         if matches!(inner.store, Store::Redis(_)) {
             maintenance::spawn(&inner);
@@ -568,6 +574,12 @@ impl Cache {
     /// The pub/sub service (SPEC 3): on Redis, or in process when embedded.
     pub fn pubsub(&self) -> &PubSub {
         &self.inner.pubsub
+    }
+
+    /// Pause points, for tests that force an interleaving (`testing.rs`).
+    #[doc(hidden)]
+    pub fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
     }
 
     /// Applies the pending-invalidation journal now (the maintenance task

@@ -6,8 +6,13 @@
 //! instance's L1 first, then to Redis, then announced on the `~l1` channel
 //! with this instance's id; the others apply it to their own L1 (and ignore
 //! their own messages). An announcement that cannot be published is kept and
-//! retried by the maintenance task. When the subscriber connection had to
-//! reconnect, messages may have been lost: L1 is emptied.
+//! retried by the maintenance task. Messages are applied inline: the
+//! subscriber delivers nothing else until one is applied, so a listener of a
+//! later message (`cache:invalidated:{guild}`) finds L1 already invalidated.
+//! When the subscriber is subscribed again after a gap, messages may have
+//! been lost: L1 is emptied then, before any message of the new connection
+//! is delivered (emptied any earlier, it could be refilled with a value
+//! whose invalidation is published in the gap).
 //!
 //! Fills cannot resurrect what an invalidation removed: a fill carries the
 //! versions of its tags' L1 cells taken *before* the Redis read (or the
@@ -18,7 +23,7 @@
 //! flight (a few extra misses, in exchange for no per-key bookkeeping).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::journal::PendingInvalidation;
-use crate::pubsub::PubSub;
+use crate::pubsub::{InlineEvent, InlineHandler, InlineSubscription, PubSub};
 use crate::store::embedded::{EmbeddedStore, TagVersion};
 
 const CHANNEL: &str = "~l1";
@@ -45,6 +50,8 @@ pub(crate) struct L1 {
     unsent: Mutex<Vec<PendingInvalidation>>,
     /// Bumped before every key invalidation is applied.
     key_invalidations: AtomicU64,
+    /// The other instances' invalidations reach L1 as long as it lives.
+    listener: OnceLock<InlineSubscription>,
 }
 
 /// What a fill must still find unchanged: taken before the Redis read (or
@@ -61,6 +68,7 @@ impl L1 {
             id: rand::random(),
             unsent: Mutex::new(Vec::new()),
             key_invalidations: AtomicU64::new(0),
+            listener: OnceLock::new(),
         })
     }
 
@@ -136,32 +144,38 @@ impl L1 {
         self.unsent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Listens to the other instances' invalidations and to reconnects.
+    /// Listens to the other instances' invalidations and to re-subscriptions.
     pub fn spawn_listener(self: &Arc<Self>, pubsub: PubSub) {
         let l1 = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut messages = pubsub.subscribe(CHANNEL).await;
-            let mut reconnects = pubsub.on_reconnect();
-            loop {
-                tokio::select! {
-                    message = messages.recv() => {
-                        let Some(message) = message else { return };
-                        let Some(l1) = l1.upgrade() else { return };
-                        match message.json::<BusMessage>() {
-                            Ok(m) if m.sender != l1.id => l1.apply(&m.op).await,
-                            Ok(_) => {}
-                            Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
-                        }
-                    }
-                    changed = reconnects.changed() => {
-                        if changed.is_err() { return }
-                        let Some(l1) = l1.upgrade() else { return };
-                        info!("pub/sub reconnected: emptying L1, messages may have been missed");
-                        l1.store.flush_all().await;
-                    }
+        let handler: InlineHandler = Arc::new(move |event| {
+            let l1 = l1.clone();
+            Box::pin(async move {
+                if let Some(l1) = l1.upgrade() {
+                    l1.on_bus_event(event).await;
                 }
+            })
+        });
+        let l1 = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let subscription = pubsub.subscribe_inline(CHANNEL, handler).await;
+            if let Some(l1) = l1.upgrade() {
+                let _ = l1.listener.set(subscription);
             }
         });
+    }
+
+    async fn on_bus_event(&self, event: InlineEvent) {
+        match event {
+            InlineEvent::Message(message) => match message.json::<BusMessage>() {
+                Ok(m) if m.sender != self.id => self.apply(&m.op).await,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
+            },
+            InlineEvent::Resubscribed => {
+                info!("pub/sub reconnected: emptying L1, messages may have been missed");
+                self.store.flush_all().await;
+            }
+        }
     }
 }
 
