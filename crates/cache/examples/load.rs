@@ -846,7 +846,10 @@ impl std::ops::Sub for ReadCommands {
     }
 }
 
-async fn wait_for_sweep(admin: &mut MultiplexedConnection, within: Duration) -> anyhow::Result<bool> {
+async fn wait_for_sweep(
+    admin: &mut MultiplexedConnection,
+    within: Duration,
+) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let pending: u64 = admin.exists("spywatcher:~sweep").await?;

@@ -154,6 +154,7 @@ impl Cache {
                     config.connect_timeout,
                     config.op_timeout,
                     breaker.clone(),
+                    hooks.clone(),
                 )
                 .map_err(ConfigError::RedisUrl)?,
             ),

@@ -209,7 +209,10 @@ impl Inner {
         let ops = merge(&entries);
         for (op, _) in &ops {
             let budget = self.op_timeout() * 4;
-            if !matches!(tokio::time::timeout(budget, self.apply(op)).await, Ok(Ok(_))) {
+            if !matches!(
+                tokio::time::timeout(budget, self.apply(op)).await,
+                Ok(Ok(_))
+            ) {
                 return false;
             }
         }
@@ -338,7 +341,10 @@ mod tests {
         assert_eq!(
             merged,
             vec![
-                (tags(&["guild:1", "analytics:ghosts", "guild:2"]), vec![1, 2]),
+                (
+                    tags(&["guild:1", "analytics:ghosts", "guild:2"]),
+                    vec![1, 2]
+                ),
                 (
                     PendingInvalidation::Keys {
                         keys: vec!["k".into()]

@@ -67,8 +67,10 @@ pub trait Journal: Send + Sync + 'static {
     fn mark_applied(&self, ids: Vec<i64>) -> BoxFuture<'_, Result<(), JournalError>>;
     /// Every entry recorded at or after `since_ms` (ms since the Unix
     /// epoch), applied or not, oldest first.
-    fn recorded_since(&self, since_ms: i64)
-    -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>>;
+    fn recorded_since(
+        &self,
+        since_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>>;
     /// Drops the entries recorded before `before_ms`; returns how many.
     fn purge(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JournalError>>;
     /// The identity (`run_id`) of the Redis server into which the retention

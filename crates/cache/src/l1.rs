@@ -11,7 +11,12 @@
 //! published are kept (a bounded set, collapsed into "empty your L1" when
 //! full) and retried by the maintenance task. When the subscriber had to
 //! reconnect, messages may have been lost: L1 is emptied once it is
-//! subscribed again. And whatever the bus does, every instance applies the
+//! subscribed again, before any message of the new connection is delivered
+//! (emptied any earlier, it could be refilled with a value whose
+//! invalidation is published in the gap). Messages are applied inline: the
+//! subscriber delivers nothing else until one is applied, so a listener of a
+//! later message (`cache:invalidated:{guild}`) finds L1 already
+//! invalidated. And whatever the bus does, every instance applies the
 //! invalidation journal's recent entries to its L1 at the journal interval
 //! (see `maintenance.rs`), so a lost message, or an outage, costs at most
 //! that interval.
@@ -25,7 +30,7 @@
 //! fence the loads that callers join (`flight.rs`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +39,7 @@ use tracing::{info, warn};
 
 use crate::fence::{Fence, KeyInvalidations};
 use crate::journal::PendingInvalidation;
-use crate::pubsub::PubSub;
+use crate::pubsub::{InlineEvent, InlineHandler, InlineSubscription, PubSub};
 use crate::store::embedded::EmbeddedStore;
 
 const CHANNEL: &str = "~l1";
@@ -64,6 +69,8 @@ pub(crate) struct L1 {
     keys: Arc<KeyInvalidations>,
     /// Journal entries already applied here, with when they were recorded.
     journal_applied: Mutex<HashMap<i64, i64>>,
+    /// The other instances' invalidations reach L1 as long as it lives.
+    listener: OnceLock<InlineSubscription>,
 }
 
 #[derive(Default)]
@@ -82,6 +89,7 @@ impl L1 {
             unsent: Mutex::new(Unsent::default()),
             keys,
             journal_applied: Mutex::new(HashMap::new()),
+            listener: OnceLock::new(),
         })
     }
 
@@ -175,7 +183,12 @@ impl L1 {
     }
 
     /// Tells the other instances, or keeps the message for a retry.
-    pub async fn announce(&self, pubsub: &PubSub, op: PendingInvalidation, journal_id: Option<i64>) {
+    pub async fn announce(
+        &self,
+        pubsub: &PubSub,
+        op: PendingInvalidation,
+        journal_id: Option<i64>,
+    ) {
         let message = BusMessage {
             sender: self.id,
             op,
@@ -214,43 +227,44 @@ impl L1 {
         self.unsent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A message from the bus.
-    async fn received(&self, message: BusMessage) {
-        if message.sender == self.id {
-            return;
-        }
-        match message.journal_id {
-            Some(id) => {
-                self.apply_journaled(id, crate::journal::now_ms(), &message.op)
-                    .await
+    /// What the bus brings: another instance's invalidation, or news that
+    /// the subscriber is subscribed again after a gap.
+    async fn on_bus_event(&self, event: InlineEvent) {
+        match event {
+            InlineEvent::Message(message) => match message.json::<BusMessage>() {
+                Ok(m) if m.sender == self.id => {}
+                Ok(m) => match m.journal_id {
+                    Some(id) => {
+                        self.apply_journaled(id, crate::journal::now_ms(), &m.op)
+                            .await
+                    }
+                    None => self.apply(&m.op).await,
+                },
+                Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
+            },
+            InlineEvent::Resubscribed => {
+                info!("pub/sub reconnected: emptying L1, messages may have been missed");
+                self.flush().await;
             }
-            None => self.apply(&message.op).await,
         }
     }
 
-    /// Listens to the other instances' invalidations and to reconnects.
+    /// Listens to the other instances' invalidations and to re-subscriptions.
     pub fn spawn_listener(self: &Arc<Self>, pubsub: PubSub) {
         let l1 = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut messages = pubsub.subscribe(CHANNEL).await;
-            let mut reconnects = pubsub.on_reconnect();
-            loop {
-                tokio::select! {
-                    message = messages.recv() => {
-                        let Some(message) = message else { return };
-                        let Some(l1) = l1.upgrade() else { return };
-                        match message.json::<BusMessage>() {
-                            Ok(m) => l1.received(m).await,
-                            Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
-                        }
-                    }
-                    changed = reconnects.changed() => {
-                        if changed.is_err() { return }
-                        let Some(l1) = l1.upgrade() else { return };
-                        info!("pub/sub reconnected: emptying L1, messages may have been missed");
-                        l1.flush().await;
-                    }
+        let handler: InlineHandler = Arc::new(move |event| {
+            let l1 = l1.clone();
+            Box::pin(async move {
+                if let Some(l1) = l1.upgrade() {
+                    l1.on_bus_event(event).await;
                 }
+            })
+        });
+        let l1 = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let subscription = pubsub.subscribe_inline(CHANNEL, handler).await;
+            if let Some(l1) = l1.upgrade() {
+                let _ = l1.listener.set(subscription);
             }
         });
     }

@@ -43,8 +43,9 @@
 //!   for a durable one.
 //! - `l1`: the in-process tier in front of Redis, kept coherent across
 //!   instances by invalidation messages.
-//! - [`pubsub`]: publish/subscribe on Redis (one RESP3 subscriber
-//!   connection, re-subscribed after reconnects) or in process.
+//! - [`pubsub`]: publish/subscribe on Redis (one subscriber connection,
+//!   owned by one task that re-subscribes after reconnects and delivers in
+//!   order) or in process.
 //! - `maintenance`: the background task that probes, applies the journal and
 //!   reclaims memory.
 //! - [`stats`]: the counters behind [`Cache::stats`].

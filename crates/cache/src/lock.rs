@@ -110,7 +110,11 @@ impl Drop for Lease {
         if self.released {
             return;
         }
-        let (inner, key, token) = (self.inner.clone(), std::mem::take(&mut self.key), self.token);
+        let (inner, key, token) = (
+            self.inner.clone(),
+            std::mem::take(&mut self.key),
+            self.token,
+        );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { give_back(&inner, &key, token).await });
         }

@@ -191,7 +191,9 @@ async fn recover(inner: &Inner, store: &RedisStore) {
     for _ in 0..RECOVERY_ATTEMPTS {
         let seen = inner.breaker.journaled_count();
         if !inner.apply_journal().await {
-            warn!("Redis answers again but the journal could not be applied yet: still skipping Redis");
+            warn!(
+                "Redis answers again but the journal could not be applied yet: still skipping Redis"
+            );
             inner.breaker.restart_cooldown();
             return;
         }

@@ -35,8 +35,8 @@ pub enum Step {
     InvalidateAfterStore,
     /// `remember`'s leader: after the loader returned, before the value is stored.
     LoaderDone,
-    /// The pub/sub subscriber: connected again after losing its
-    /// connection, before it re-subscribes.
+    /// The pub/sub subscriber: connected again after a gap (a lost
+    /// connection, a failed attempt), before it re-subscribes.
     BeforeResubscribe,
     /// Maintenance: a journal pass has read the journal, before it applies it.
     JournalRead,

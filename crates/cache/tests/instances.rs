@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use spywatcher_cache::testing::Step;
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -181,4 +182,75 @@ async fn one_loader_per_expiry_across_instances_and_waiters_wake_when_it_lands()
         p99 < load_time + Duration::from_millis(150),
         "waiters were not woken when the value landed: p99 {p99:?}"
     );
+}
+
+/// Waits until `n` connections are subscribed to the L1 bus.
+async fn bus_listeners(server: &RedisServer, n: usize) {
+    wait_until(
+        "the L1 listeners subscribed",
+        Duration::from_secs(5),
+        async || {
+            let numsub = server.cli(&["PUBSUB", "NUMSUB", "spywatcher:pubsub:~l1"]);
+            numsub.lines().nth(1) == Some(n.to_string().as_str())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_published_while_the_subscriber_resubscribes_does_not_stay_in_l1() {
+    let server = RedisServer::start();
+    let a = redis_cache(&server);
+    let b = redis_cache(&server);
+    bus_listeners(&server, 2).await;
+    assert_eq!(remember(&b, "k", 1).await, 1);
+    let l1_before = b.stats().await.l1_hits;
+    assert_eq!(remember(&b, "k", 9).await, 1);
+    assert_eq!(b.stats().await.l1_hits, l1_before + 1, "served from L1");
+
+    let mut resubscribed = b.pubsub().on_reconnect();
+    let paused = b.hooks().arm(Step::BeforeResubscribe);
+    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    tokio::time::timeout(Duration::from_secs(5), paused.reached())
+        .await
+        .expect("B's subscriber reconnects");
+    // B is connected but not subscribed: it reads into L1, and the bus
+    // message of A's invalidation never reaches it.
+    assert_eq!(remember(&b, "k", 9).await, 1);
+    a.invalidate_by_tag("guild:1").await;
+    paused.release();
+
+    tokio::time::timeout(Duration::from_secs(2), resubscribed.changed())
+        .await
+        .expect("B is subscribed again")
+        .unwrap();
+    assert_eq!(b.get::<u64>("k").await, None, "stale value kept in L1");
+    assert_eq!(remember(&b, "k", 2).await, 2, "the loader runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_of_a_later_message_finds_l1_already_invalidated() {
+    let server = RedisServer::start();
+    let a = redis_cache(&server);
+    let b = redis_cache(&server);
+    bus_listeners(&server, 2).await;
+    let mut invalidated = b.pubsub().subscribe("cache:invalidated:1").await;
+    for round in 0..50u64 {
+        assert_eq!(remember(&b, "k", round).await, round);
+        assert_eq!(remember(&b, "k", u64::MAX).await, round, "held in L1");
+        // As the service does: the L1 bus message goes out first, then the
+        // realtime one, on the same connection.
+        a.invalidate_by_tag("guild:1").await;
+        assert!(a.pubsub().publish("cache:invalidated:1", &round).await);
+        let message = tokio::time::timeout(Duration::from_secs(3), invalidated.recv())
+            .await
+            .expect("the message arrives")
+            .unwrap();
+        assert_eq!(message.json::<u64>().unwrap(), round);
+        assert_eq!(
+            b.get::<u64>("k").await,
+            None,
+            "round {round}: L1 not yet invalidated"
+        );
+    }
 }

@@ -390,7 +390,11 @@ async fn p6_invalidation_during_an_outage_is_applied_before_reads_resume() {
         0,
         "cannot reach Redis"
     );
-    assert_eq!(journal.pending_len(), 1, "the invalidation is journaled, not lost");
+    assert_eq!(
+        journal.pending_len(),
+        1,
+        "the invalidation is journaled, not lost"
+    );
     assert!(a.is_degraded());
 
     // Redis comes back with its data: the old entry is in it again.

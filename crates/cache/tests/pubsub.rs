@@ -1,5 +1,6 @@
 //! SPEC 3: publish, subscribe (several handlers), patterns, unsubscribe, and
-//! re-subscription after the subscriber connection comes back.
+//! re-subscription after the subscriber connection comes back, including
+//! of a subscription the server never confirmed.
 
 mod common;
 
@@ -92,4 +93,60 @@ async fn subscriptions_come_back_after_redis_restarts() {
     })
     .await;
     assert!(pattern.try_recv().is_some() || next(&mut pattern).await["payload"] == 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_redis_never_confirmed_is_made_when_it_answers_again() {
+    let server = RedisServer::start();
+    let publisher = redis_cache(&server);
+    let cache = redis_cache(&server);
+    let mut reconnects = cache.pubsub().on_reconnect();
+
+    // The SUBSCRIBE goes out to a server that does not answer: the call
+    // returns after its timeout; the subscriber gives the connection up
+    // once the confirmation is overdue (1 s), its SUBSCRIBE unconfirmed.
+    server.pause();
+    let asked = std::time::Instant::now();
+    let mut sub = cache.pubsub().subscribe("presence:9").await;
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "subscribe waits for Redis no longer than the call timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.resume();
+
+    tokio::time::timeout(Duration::from_secs(5), reconnects.changed())
+        .await
+        .expect("subscribed again once Redis answers")
+        .unwrap();
+    wait_until("the message arrives", Duration::from_secs(5), async || {
+        publisher.pubsub().publish("presence:9", &1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sub.try_recv().is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_dropped_and_subscribed_again_at_once_stays_subscribed() {
+    let server = RedisServer::start();
+    // Long call timeouts: a subscription must be ready because it was
+    // confirmed, not because a timeout happened to be long enough.
+    let config = || spywatcher_cache::CacheConfig {
+        op_timeout: Duration::from_secs(2),
+        ..fast_config(&server)
+    };
+    let publisher = spywatcher_cache::Cache::new(config()).unwrap();
+    let cache = spywatcher_cache::Cache::new(config()).unwrap();
+    for round in 0..50 {
+        let first = cache.pubsub().subscribe("analytics:x:1").await;
+        drop(first);
+        let mut again = cache.pubsub().subscribe("analytics:x:1").await;
+        assert!(publisher.pubsub().publish("analytics:x:1", &round).await);
+        assert_eq!(
+            next(&mut again).await["payload"],
+            round,
+            "round {round}: the UNSUBSCRIBE of the dropped subscription won"
+        );
+    }
 }

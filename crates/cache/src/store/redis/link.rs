@@ -59,9 +59,7 @@ impl Identity {
             return;
         }
         self.wanted.notify_one();
-        let _ = verified
-            .wait_for(|v| v.as_deref() == Some(run_id))
-            .await;
+        let _ = verified.wait_for(|v| v.as_deref() == Some(run_id)).await;
     }
 }
 
@@ -116,11 +114,7 @@ pub(crate) struct LinkConnection {
 }
 
 impl Link {
-    pub fn new(
-        client: redis::Client,
-        connect_timeout: Duration,
-        identity: Arc<Identity>,
-    ) -> Link {
+    pub fn new(client: redis::Client, connect_timeout: Duration, identity: Arc<Identity>) -> Link {
         Link {
             client,
             config: connection_config(connect_timeout),

@@ -1,0 +1,121 @@
+//! Inline handlers (crate-internal, so tested here): ordering against the
+//! other subscribers, and the re-subscription event.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use spywatcher_testkit::redis::RedisServer;
+
+use super::*;
+
+const WITHIN: Duration = Duration::from_secs(3);
+
+fn on_redis(server: &RedisServer) -> PubSub {
+    PubSub::redis(
+        &server.url(),
+        "test:",
+        Duration::from_millis(100),
+        Duration::from_millis(500),
+        Arc::new(Breaker::new(3)),
+        Arc::new(Hooks::default()),
+    )
+    .expect("pub/sub on private redis")
+}
+
+/// Sleeps 50 ms on each message, then counts it.
+fn slow_counter(count: Arc<AtomicU32>) -> InlineHandler {
+    Arc::new(move |event| {
+        let count = count.clone();
+        Box::pin(async move {
+            if let InlineEvent::Message(_) = event {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    })
+}
+
+async fn next(sub: &mut Subscription) -> Message {
+    tokio::time::timeout(WITHIN, sub.recv())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_message_is_delivered_only_once_the_inline_handler_is_done() {
+    let server = RedisServer::start();
+    let (publisher, subscriber) = (on_redis(&server), on_redis(&server));
+    let applied = Arc::new(AtomicU32::new(0));
+    let _inline = subscriber
+        .subscribe_inline("x", slow_counter(applied.clone()))
+        .await;
+    let mut later = subscriber.subscribe("y").await;
+    for round in 1..=5 {
+        assert!(publisher.publish("x", &round).await);
+        assert!(publisher.publish("x", &round).await);
+        assert!(publisher.publish("y", &round).await);
+        next(&mut later).await;
+        assert_eq!(
+            applied.load(Ordering::SeqCst),
+            2 * round,
+            "y was delivered before the inline handler had applied both x"
+        );
+    }
+}
+
+#[tokio::test]
+async fn in_process_publish_returns_once_inline_handlers_are_done() {
+    let pubsub = PubSub::local("test:");
+    let applied = Arc::new(AtomicU32::new(0));
+    let _inline = pubsub
+        .subscribe_inline("x", slow_counter(applied.clone()))
+        .await;
+    assert!(pubsub.publish("x", &1).await);
+    assert_eq!(applied.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_handlers_hear_of_a_resubscription_before_the_new_connections_messages() {
+    let server = RedisServer::start();
+    let (publisher, subscriber) = (on_redis(&server), on_redis(&server));
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let record: InlineHandler = {
+        let events = events.clone();
+        Arc::new(move |event| {
+            let seen = match event {
+                InlineEvent::Message(m) => m.json::<String>().unwrap(),
+                InlineEvent::Resubscribed => "resubscribed".to_string(),
+            };
+            events.lock().unwrap().push(seen);
+            Box::pin(async {})
+        })
+    };
+    let _inline = subscriber.subscribe_inline("x", record).await;
+    let mut resubscribed = subscriber.on_reconnect();
+    let seen = |n: usize| {
+        let events = events.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WITHIN;
+            while events.lock().unwrap().len() < n && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert!(publisher.publish("x", "before").await);
+    seen(1).await;
+
+    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    tokio::time::timeout(WITHIN, resubscribed.changed())
+        .await
+        .expect("subscribed again")
+        .unwrap();
+    assert_eq!(
+        *events.lock().unwrap(),
+        ["before", "resubscribed"],
+        "inline handlers are told before on_reconnect's watchers"
+    );
+    assert!(publisher.publish("x", "after").await);
+    seen(3).await;
+    assert_eq!(*events.lock().unwrap(), ["before", "resubscribed", "after"]);
+}
