@@ -59,40 +59,69 @@ impl Inner {
         let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
         self.hooks.reach(Step::InvalidateAfterStore).await;
         l1.apply(&op).await;
-        l1.announce(&self.pubsub, op.clone(), journal_id).await;
         match attempt {
-            Ok(counts) => Some(counts),
-            Err(cause) => self.skipped(op, journal_id.is_some(), cause).await,
+            Ok(counts) => {
+                // Kept for the window, in case Redis comes back older.
+                let journal_id = match journal_id {
+                    Some(id) => Some(id),
+                    None => self.record(&op, true).await,
+                };
+                l1.announce(&self.pubsub, op, journal_id).await;
+                Some(counts)
+            }
+            Err(cause) => {
+                let recorded = journal_id.is_some();
+                let journal_id = match journal_id {
+                    Some(id) => Some(id),
+                    None => {
+                        warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
+                        Counters::add(&self.counters.journaled, 1);
+                        self.record(&op, false).await
+                    }
+                };
+                l1.announce(&self.pubsub, op.clone(), journal_id).await;
+                self.skipped(op, recorded || journal_id.is_some(), cause)
+                    .await
+            }
         }
     }
 
-    /// An invalidation Redis did not take: journaled, and applied before
-    /// reads reach Redis again. Returns the counts if it could be applied
-    /// after all (the breaker closed meanwhile).
+    /// Journals `op`; returns its id, or `None` if the journal failed.
+    async fn record(&self, op: &PendingInvalidation, applied: bool) -> Option<i64> {
+        match self.journal.record(op.clone(), applied).await {
+            Ok(id) => Some(id),
+            Err(e) if applied => {
+                warn!(error = %e, "could not journal an invalidation: a Redis that comes back older may serve what it invalidated");
+                None
+            }
+            Err(e) => {
+                error!(error = %e, "could not journal an invalidation; cached entries may be stale until they expire");
+                None
+            }
+        }
+    }
+
+    /// An invalidation Redis did not take, journaled (`recorded`): it is
+    /// applied before reads reach Redis again. Returns the counts if it
+    /// could be applied after all (the breaker closed meanwhile).
     async fn skipped(
         &self,
         op: PendingInvalidation,
         recorded: bool,
         cause: StoreError,
     ) -> Option<Vec<u64>> {
-        if !recorded {
-            warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
-            if let Err(e) = self.journal.record(op.clone()).await {
-                error!(error = %e, "could not journal an invalidation; cached entries may be stale until they expire");
-            }
-            Counters::add(&self.counters.journaled, 1);
-        }
         let mut cause = cause;
         for _ in 0..3 {
             if !matches!(cause, StoreError::CircuitOpen) && self.breaker.trip() {
                 error!("Redis connection error: {cause}; skipping Redis until it answers again");
                 self.wake.notify_one();
             }
-            if self.breaker.journaled() {
+            if recorded && self.breaker.journaled() {
                 return None;
             }
             // Closed since our attempt: the recovery that closed it may
-            // have read the journal before our entry was in it.
+            // have read the journal before our entry was in it. (Or the
+            // journal failed us: then applying it is all we can do.)
             match self.redis_call(self.op_timeout(), self.apply(&op)).await {
                 Ok(counts) => {
                     if let Some(l1) = &self.l1 {

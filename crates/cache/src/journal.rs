@@ -1,8 +1,9 @@
 //! The invalidation journal (SPEC 1.2.6 and 1.2.11).
 //!
-//! Every invalidation that could not reach Redis is recorded here instead of
-//! being forgotten, and so is every invalidation a service records in the
-//! same transaction as the event that caused it. An entry has two lives:
+//! Every invalidation is recorded here: one that could not reach Redis
+//! instead of being forgotten, one that did for the window below, and a
+//! service records its own in the same transaction as the event that caused
+//! it. An entry has two lives:
 //!
 //! - **pending** until some cache has applied it to Redis: every cache that
 //!   shares the journal applies pending entries when it reconnects (before
@@ -26,6 +27,7 @@
 //! one process can share it). A service that must survive its own exit backs
 //! the journal with its database by implementing [`Journal`].
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,8 +60,14 @@ pub struct JournalEntry {
 
 /// Durable storage for invalidations, shared by the caches that share a Redis.
 pub trait Journal: Send + Sync + 'static {
-    /// Records an invalidation not yet applied to Redis.
-    fn record(&self, op: PendingInvalidation) -> BoxFuture<'_, Result<(), JournalError>>;
+    /// Records an invalidation: one Redis could not take (`applied` false:
+    /// pending), or one it took (`applied` true: kept for the window).
+    /// Returns its id.
+    fn record(
+        &self,
+        op: PendingInvalidation,
+        applied: bool,
+    ) -> BoxFuture<'_, Result<i64, JournalError>>;
     /// Entries not yet applied to Redis, oldest first.
     fn pending(&self) -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>>;
     /// Marks entries as applied to Redis. They stay for the retention
@@ -97,7 +105,8 @@ pub struct MemoryJournal {
 #[derive(Debug, Default)]
 struct State {
     last_id: i64,
-    entries: Vec<JournalEntry>,
+    /// In the order recorded: by id, and by time.
+    entries: VecDeque<JournalEntry>,
     server_identity: Option<String>,
 }
 
@@ -126,17 +135,21 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn record(&self, op: PendingInvalidation) -> BoxFuture<'_, Result<(), JournalError>> {
+    fn record(
+        &self,
+        op: PendingInvalidation,
+        applied: bool,
+    ) -> BoxFuture<'_, Result<i64, JournalError>> {
         let mut state = self.lock();
         state.last_id += 1;
         let id = state.last_id;
-        state.entries.push(JournalEntry {
+        state.entries.push_back(JournalEntry {
             id,
             op,
             recorded_at_ms: now_ms(),
-            applied: false,
+            applied,
         });
-        Box::pin(async { Ok(()) })
+        Box::pin(async move { Ok(id) })
     }
 
     fn pending(&self) -> BoxFuture<'_, Result<Vec<JournalEntry>, JournalError>> {
@@ -151,6 +164,7 @@ impl Journal for MemoryJournal {
     }
 
     fn mark_applied(&self, ids: Vec<i64>) -> BoxFuture<'_, Result<(), JournalError>> {
+        let ids: HashSet<i64> = ids.into_iter().collect();
         for entry in &mut self.lock().entries {
             if ids.contains(&entry.id) {
                 entry.applied = true;

@@ -85,15 +85,17 @@ async fn announce_filled(pubsub: &PubSub, key: &str) {
 pub(crate) struct Lease {
     inner: Arc<Inner>,
     key: String,
+    generation: u64,
     token: u64,
     released: bool,
 }
 
 impl Lease {
-    pub fn new(inner: &Arc<Inner>, key: &str, token: u64) -> Lease {
+    pub fn new(inner: &Arc<Inner>, key: &str, generation: u64, token: u64) -> Lease {
         Lease {
             inner: inner.clone(),
             key: key.to_string(),
+            generation,
             token,
             released: false,
         }
@@ -101,7 +103,7 @@ impl Lease {
 
     pub async fn release(mut self) {
         self.released = true;
-        give_back(&self.inner, &self.key, self.token).await;
+        give_back(&self.inner, &self.key, self.generation, self.token).await;
     }
 }
 
@@ -110,22 +112,18 @@ impl Drop for Lease {
         if self.released {
             return;
         }
-        let (inner, key, token) = (
-            self.inner.clone(),
-            std::mem::take(&mut self.key),
-            self.token,
-        );
+        let (inner, key) = (self.inner.clone(), std::mem::take(&mut self.key));
+        let (generation, token) = (self.generation, self.token);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { give_back(&inner, &key, token).await });
+            runtime.spawn(async move { give_back(&inner, &key, generation, token).await });
         }
     }
 }
 
-async fn give_back(inner: &Inner, key: &str, token: u64) {
+async fn give_back(inner: &Inner, key: &str, generation: u64, token: u64) {
     if let Store::Redis(store) = &inner.store {
-        let _ = inner
-            .redis_call(inner.config.op_timeout, store.unlock(key, token))
-            .await;
+        let unlock = store.unlock(key, generation, token);
+        let _ = inner.redis_call(inner.config.op_timeout, unlock).await;
     }
     announce_filled(&inner.pubsub, key).await;
 }

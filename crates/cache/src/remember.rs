@@ -15,7 +15,7 @@ use crate::codec::{self, Encoded};
 use crate::flight::{self, Role};
 use crate::lock::Lease;
 use crate::stats::{Counters, Tier};
-use crate::store::{Lookup, Store};
+use crate::store::{Lookup, Store, Versions};
 use crate::testing::Step;
 
 impl Cache {
@@ -152,20 +152,22 @@ impl Cache {
 
         // Across processes: one loader per expiry (see lock.rs).
         let mut lease = None;
-        if let (Store::Redis(store), Some(waiters), Some(_)) =
+        if let (Store::Redis(store), Some(waiters), Some(Versions::Redis(seen))) =
             (&inner.store, &inner.fill_waiters, &versions)
         {
             let landed = waiters.wait(key);
             let token: u64 = rand::random();
+            let generation = codec::digest(seen.concat().as_bytes());
             let budget = inner.op_timeout();
+            let lease_time = inner.config.lock_lease;
             match inner
-                .redis_call(budget, store.try_lock(key, token, inner.config.lock_lease))
+                .redis_call(budget, store.try_lock(key, generation, token, lease_time))
                 .await
             {
                 Ok(true) => {
                     drop(landed);
                     waiters.forget(key);
-                    let held = Lease::new(inner, key, token);
+                    let held = Lease::new(inner, key, generation, token);
                     // Another instance may have stored the value and given
                     // the lease back between our lookup and now.
                     if let Ok(Some(encoded)) = inner.redis_call(budget, store.get(key)).await
@@ -191,7 +193,7 @@ impl Cache {
                 Err(_) => {
                     // The lease may have been taken even though the reply
                     // was lost: release it (by token) and announce anyway.
-                    lease = Some(Lease::new(inner, key, token));
+                    lease = Some(Lease::new(inner, key, generation, token));
                     drop(landed);
                     waiters.forget(key);
                 }

@@ -18,6 +18,9 @@ use super::{EventStore, StoreError, with_pool};
 pub(super) const INSERT: &str =
     "INSERT INTO cache_invalidation_journal (tags, created_at) VALUES ($1, $2) RETURNING id";
 
+const INSERT_WITH_STATE: &str = "INSERT INTO cache_invalidation_journal (tags, created_at, applied) \
+     VALUES ($1, $2, $3) RETURNING id";
+
 /// The one row of `cache_server_identity`.
 const IDENTITY_NAME: &str = "redis";
 
@@ -59,6 +62,26 @@ fn decode(rows: Vec<Row>) -> Result<Vec<JournalEntry>, StoreError> {
 }
 
 impl EventStore {
+    /// Records one cache invalidation on its own (no events): pending, or
+    /// already applied (kept for the retention window). Returns its id.
+    pub async fn record_invalidation(
+        &self,
+        tags: &[String],
+        applied: bool,
+    ) -> Result<i64, StoreError> {
+        let tags = encode_tags(tags);
+        let now = chrono::Utc::now().timestamp_millis();
+        with_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(INSERT_WITH_STATE)
+                .bind(&tags)
+                .bind(now)
+                .bind(applied)
+                .fetch_one(pool)
+                .await
+        })
+        .map_err(StoreError::from)
+    }
+
     /// The invalidations not yet applied to Redis, oldest (smallest id)
     /// first.
     pub async fn pending_invalidations(&self) -> Result<Vec<JournalEntry>, StoreError> {

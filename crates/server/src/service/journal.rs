@@ -70,14 +70,17 @@ fn merge(database: Vec<JournalEntry>, memory: Vec<JournalEntry>) -> Vec<JournalE
 }
 
 impl Journal for DatabaseJournal {
-    fn record(&self, op: PendingInvalidation) -> BoxFuture<'_, Result<(), JournalError>> {
+    fn record(
+        &self,
+        op: PendingInvalidation,
+        applied: bool,
+    ) -> BoxFuture<'_, Result<i64, JournalError>> {
         Box::pin(async move {
             match op {
                 PendingInvalidation::Tags { tags } => {
-                    self.store.ingest_with_journal(&[], &tags).await?;
-                    Ok(())
+                    Ok(self.store.record_invalidation(&tags, applied).await?)
                 }
-                other => self.memory.record(other).await,
+                other => Ok(-self.memory.record(other, applied).await?),
             }
         })
     }
@@ -170,11 +173,14 @@ mod tests {
         let tags = PendingInvalidation::Tags {
             tags: vec!["t".to_owned()],
         };
-        journal.record(keys.clone()).await.unwrap();
+        journal.record(keys.clone(), false).await.unwrap();
         next_millisecond().await;
-        journal.record(tags.clone()).await.unwrap();
+        journal.record(tags.clone(), false).await.unwrap();
         next_millisecond().await;
-        journal.record(PendingInvalidation::FlushAll).await.unwrap();
+        journal
+            .record(PendingInvalidation::FlushAll, false)
+            .await
+            .unwrap();
 
         // Oldest first across both parts; memory ids are negative, the
         // database's positive; only the tags went to the database.

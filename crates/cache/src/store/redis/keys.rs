@@ -7,7 +7,7 @@
 //! | `<prefix>~m:{<tag>}` | the entries written under the tag (for reclaiming memory only) |
 //! | `<prefix>~g:{<tag>}:<random>` | a member set handed to the sweeper by an invalidation |
 //! | `<prefix>~sweep` | the list of member sets still to sweep |
-//! | `<prefix>~lock:<key>` | the loading lease of an entry (a random token) |
+//! | `<prefix>~lock:<key>#<versions>` | the loading lease of an entry for its tags' current versions (a random token) |
 //!
 //! Entry keys keep the caller's key as-is after the prefix, as the reference
 //! design did, so `clear_pattern("analytics:*")` and operators' `SCAN`s read
@@ -45,9 +45,11 @@ impl KeyLayout {
         format!("{}{tag}}}", self.members_prefix)
     }
 
-    /// The loading lease of an entry (stampede protection across processes).
-    pub fn lock(&self, key: &str) -> String {
-        format!("{}~lock:{key}", self.prefix)
+    /// The loading lease of an entry (stampede protection across
+    /// processes), for one generation of its tags' versions: a load that
+    /// began before an invalidation does not hold up the loads after it.
+    pub fn lock(&self, key: &str, generation: u64) -> String {
+        format!("{}~lock:{key}#{generation:016x}", self.prefix)
     }
 
     pub fn grave(&self, tag: &str) -> String {

@@ -448,15 +448,17 @@ impl RedisStore {
         Ok(examined >= 0)
     }
 
-    /// Takes the loading lease of `key` for `lease` if nobody holds it.
+    /// Takes the loading lease of `key` (for one `generation` of its tags'
+    /// versions) for `lease` if nobody holds it.
     pub async fn try_lock(
         &self,
         key: &str,
+        generation: u64,
         token: u64,
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let taken: Option<String> = redis::cmd("SET")
-            .arg(self.keys.lock(key))
+            .arg(self.keys.lock(key, generation))
             .arg(token)
             .arg("NX")
             .arg("PX")
@@ -468,11 +470,11 @@ impl RedisStore {
 
     /// Gives the lease back, only if it is still ours (it may have expired
     /// and gone to another loader).
-    pub async fn unlock(&self, key: &str, token: u64) -> Result<(), StoreError> {
+    pub async fn unlock(&self, key: &str, generation: u64, token: u64) -> Result<(), StoreError> {
         let _: i64 = self
             .scripts
             .unlock
-            .key(self.keys.lock(key))
+            .key(self.keys.lock(key, generation))
             .arg(token)
             .invoke_async(&mut self.conn().await?)
             .await?;
