@@ -66,6 +66,10 @@ impl Inner {
                     Some(id) => Some(id),
                     None => self.record(&op, true).await,
                 };
+                if let Some(id) = journal_id {
+                    // Applied here already: the feed from the journal skips it.
+                    l1.note_journal_id(id, now_ms());
+                }
                 l1.announce(&self.pubsub, op, journal_id).await;
                 Some(counts)
             }
@@ -79,6 +83,9 @@ impl Inner {
                         self.record(&op, false).await
                     }
                 };
+                if let Some(id) = journal_id {
+                    l1.note_journal_id(id, now_ms());
+                }
                 l1.announce(&self.pubsub, op.clone(), journal_id).await;
                 self.skipped(op, recorded || journal_id.is_some(), cause)
                     .await
@@ -184,10 +191,10 @@ impl Inner {
                 return false;
             }
         };
+        self.hooks.reach(Step::JournalRead).await;
         if pending.is_empty() {
             return true;
         }
-        self.hooks.reach(Step::JournalRead).await;
         if let Some(l1) = &self.l1 {
             for entry in &pending {
                 l1.apply_journaled(entry.id, entry.recorded_at_ms, &entry.op)

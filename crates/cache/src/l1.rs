@@ -163,7 +163,7 @@ impl L1 {
     }
 
     /// Records that journal entry `id` has been applied here; false if it already was.
-    fn note_journal_id(&self, id: i64, recorded_at_ms: i64) -> bool {
+    pub fn note_journal_id(&self, id: i64, recorded_at_ms: i64) -> bool {
         self.lock_journal_applied()
             .insert(id, recorded_at_ms)
             .is_none()

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::cache::Inner;
 use crate::store::Store;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, verifying};
 
 /// Longest stretch of sweeping at once, so the task never hogs Redis...
 const SWEEP_BUDGET: Duration = Duration::from_millis(50);
@@ -58,7 +58,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
         .journal_interval
         .min(inner.config.breaker_cooldown)
         .max(Duration::from_millis(5));
-    tokio::spawn(async move {
+    tokio::spawn(verifying(async move {
         let mut next_journal_pass = Instant::now();
         let mut next_purge = Instant::now();
         let mut sweep_pending = false;
@@ -110,7 +110,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
                 sweep_pending = sweep(&inner, store).await;
             }
         }
-    });
+    }));
 }
 
 /// Sweeps stale entries for at most [`SWEEP_BUDGET`]; true if more remain.

@@ -447,6 +447,10 @@ async fn p6_an_instance_that_never_lost_redis_applies_a_journaled_invalidation()
         b.set("k", &"old", tagged(Duration::from_secs(300), &["guild:1"]))
             .await
     );
+    assert!(
+        b.set("kept", &"v", tagged(Duration::from_secs(300), &["guild:2"]))
+            .await
+    );
     server.save();
     server.kill();
     {
@@ -463,7 +467,15 @@ async fn p6_an_instance_that_never_lost_redis_applies_a_journaled_invalidation()
         async || journal.pending_len() == 0,
     )
     .await;
-    assert_eq!(b.get::<String>("k").await, None);
+    // B reads Redis again (a fail-open miss would not serve `kept`)...
+    wait_until("B serves from Redis", Duration::from_secs(3), async || {
+        b.get::<String>("kept").await.as_deref() == Some("v")
+    })
+    .await;
+    // ...and never the invalidated entry.
+    for _ in 0..20 {
+        assert_eq!(b.get::<String>("k").await, None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -501,23 +513,33 @@ async fn p7_empty_and_null_values_are_cached() {
 async fn p8_eviction_never_makes_an_invalidated_value_readable() {
     let server =
         RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru"]);
+    // L1 on, and entries written by `remember`: both tiers take part.
     let cache = redis_cache(&server);
     let value = "x".repeat(300);
-    for round in 0..6u32 {
-        let tag = format!("round:{round}");
-        for i in 0..400u32 {
-            let key = format!("entry:{round}:{i}");
+    let load = |key: &str, text: String| {
+        let cache = cache.clone();
+        let key = key.to_string();
+        async move {
+            let tags = [
+                format!("round:{}", key.split(':').nth(1).unwrap()),
+                "all".into(),
+            ];
             cache
-                .set(
-                    &key,
-                    &format!("{round}:{i}:{value}"),
-                    tagged(Duration::from_secs(300), &[&tag, "all"]),
-                )
-                .await;
+                .remember(&key, Duration::from_secs(300), &tags, || async move {
+                    Ok::<_, ()>(text)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    for round in 0..6u32 {
+        for i in 0..150u32 {
+            let key = format!("entry:{round}:{i}");
+            load(&key, format!("{round}:{i}:{value}")).await;
         }
         // The same tags keep being written after they were invalidated, so
         // markers are evicted, recreated and evicted again.
-        cache.invalidate_by_tag(&tag).await;
+        cache.invalidate_by_tag(&format!("round:{round}")).await;
         if round % 2 == 1 {
             cache.invalidate_by_tag("all").await;
         }
@@ -544,16 +566,29 @@ async fn p8_eviction_never_makes_an_invalidated_value_readable() {
         evicted > 1000,
         "the test must force evictions; evicted {evicted}"
     );
+    // A cache that never serves anything would pass what follows: the
+    // latest entries written are served.
+    let mut served = 0;
+    for i in 19_900..20_000u32 {
+        served += u32::from(cache.get::<String>(&format!("filler:{i}")).await.is_some());
+    }
+    assert!(
+        served > 50,
+        "only {served} of the latest 100 entries served"
+    );
     for round in 0..6u32 {
-        for i in 0..400u32 {
+        for i in 0..150u32 {
             let key = format!("entry:{round}:{i}");
             assert_eq!(
-                cache.get::<String>(&key).await,
-                None,
+                load(&key, "fresh".into()).await,
+                "fresh",
                 "{key} read after its tag was invalidated"
             );
         }
     }
+    let l1_before = cache.stats().await.l1_hits;
+    assert_eq!(load("entry:0:0", "again".into()).await, "fresh");
+    assert_eq!(cache.stats().await.l1_hits, l1_before + 1, "served from L1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,3 +292,43 @@ async fn caching_resumes_while_invalidations_keep_arriving() {
     assert!(cache.set("k", &2u64, tagged(&["guild:0"])).await);
     assert_eq!(cache.get::<u64>("k").await, Some(2));
 }
+
+/// Property 10, the other side: an invalidation journaled while recovery
+/// has read the journal but not yet closed the breaker is applied before
+/// any read reaches Redis (recovery reads the journal again rather than
+/// close over it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_journaled_during_recovery_is_applied_before_reads_resume() {
+    let mut server = RedisServer::start();
+    let cache = redis_cache(&server);
+    assert!(cache.set("k", &1u64, tagged(&["guild:1"])).await);
+    server.save();
+    server.kill();
+    cache.invalidate_by_tag("guild:2").await; // something pending
+    assert!(cache.is_degraded());
+
+    let verifying = cache.hooks().arm(Step::JournalRead);
+    server.restart();
+    verifying.reached().await; // the new server is verified: [guild:2] applied
+    let closing = cache.hooks().arm(Step::JournalRead);
+    verifying.release();
+    closing.reached().await; // recovery's last look before it closes: nothing
+    assert_eq!(cache.invalidate_by_tag("guild:1").await, 0, "journaled");
+    let next = cache.hooks().arm(Step::JournalRead);
+    closing.release();
+    next.reached().await; // the next journal read, whoever makes it
+    // Whether recovery is still at it or the breaker closed, guild:1 is
+    // not yet applied to Redis: no read may reach it.
+    assert_eq!(
+        cache.get::<u64>("k").await,
+        None,
+        "read before guild:1 was applied"
+    );
+    next.release();
+    wait_until("caching resumes", Duration::from_secs(3), async || {
+        !cache.is_degraded()
+    })
+    .await;
+    assert_eq!(cache.get::<u64>("k").await, None);
+    assert_eq!(remember(&cache, "k", &["guild:1"], 2).await, 2);
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, fast_config};
+use common::{RedisServer, fast_config, redis_cache};
 use spywatcher_cache::{Cache, CacheConfig, SetOptions};
 
 fn tracked_cache(server: &RedisServer) -> Cache {
@@ -123,6 +123,51 @@ async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
         // Once the invalidation returned, no read may see the value.
         for _ in 0..20 {
             assert_eq!(reader.get::<i32>("k").await, None, "round {round}");
+        }
+        for task in readers {
+            task.await.expect("reader");
+        }
+    }
+}
+
+/// The same race on the instance that invalidates, with L1 on and reads
+/// through `remember` (which fill L1): once its own invalidation returned,
+/// no read sees the value (SPEC 1.2.13; `races.rs` forces the interleaving).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_through_l1_never_see_a_value_after_their_own_instance_invalidated_it() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server);
+    let writer = redis_cache(&server);
+    for round in 0..30_i32 {
+        assert!(writer.set("k", &round, tagged(&["t", "u"])).await);
+        let readers: Vec<_> = (0..8)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let mut seen = 0;
+                    loop {
+                        let value = cache
+                            .remember("k", Duration::from_secs(60), &["t", "u"], || async {
+                                Ok::<_, ()>(-1)
+                            })
+                            .await
+                            .unwrap();
+                        if value != round {
+                            break;
+                        }
+                        seen += 1;
+                        assert!(seen < 5_000, "the invalidation was never seen");
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        cache
+            .invalidate_by_tag(if round % 2 == 0 { "t" } else { "u" })
+            .await;
+        for _ in 0..20 {
+            assert_ne!(cache.get::<i32>("k").await, Some(round), "round {round}");
         }
         for task in readers {
             task.await.expect("reader");

@@ -4,13 +4,14 @@
 //! A Redis that restarts from an older snapshot, or a replica promoted in
 //! its place, may hold entries whose invalidation it never received. Such a
 //! server has a new `run_id`. Every connection learns its server's `run_id`
-//! when it is opened, and reads are served only through a connection to a
-//! server this process has *verified*: one into which the invalidation
-//! journal's window has been replayed (or was known to be, by the journal).
-//! A read that meets an unverified server asks the maintenance task to
-//! verify it and waits (within its own call budget); writes and
-//! invalidations need no such check (a stale write is refused by the
-//! versions it carries, and invalidating more is always safe).
+//! when it is opened, and calls go only through a connection to a server
+//! this process has *verified*: one into which the invalidation journal's
+//! window has been replayed (or was known to be, by the journal). A call
+//! that meets an unverified server asks the maintenance task to verify it
+//! and waits (within its own call budget). Only the maintenance task itself
+//! talks to an unverified server (it replays the window there): reads must
+//! not see it before, and a write made before the replay would be undone by
+//! it (a needless miss).
 //!
 //! Connections are opened here rather than by a connection manager so that
 //! none can silently reconnect to another server: a connection whose server
@@ -84,6 +85,16 @@ pub(crate) async fn run_id(conn: &mut impl ConnectionLike) -> Result<String, Sto
         })
 }
 
+tokio::task_local! {
+    /// Set for the maintenance task, which verifies servers.
+    static VERIFYING: ();
+}
+
+/// Runs `work` (the maintenance task's) with leave to talk to unverified servers.
+pub(crate) async fn verifying<F: std::future::Future>(work: F) -> F::Output {
+    VERIFYING.scope((), work).await
+}
+
 pub(crate) struct Link {
     client: redis::Client,
     config: AsyncConnectionConfig,
@@ -127,16 +138,11 @@ impl Link {
         }
     }
 
-    /// A connection for writes and invalidations, to whatever server answers.
-    pub async fn any(&self) -> Result<LinkConnection, StoreError> {
+    /// A connection to a verified server (see the module docs); within
+    /// [`verifying`], to whatever server answers.
+    pub async fn conn(&self) -> Result<LinkConnection, StoreError> {
         let open = self.open().await?;
-        Ok(self.handle(open))
-    }
-
-    /// A connection for reads: to a verified server only (see the module docs).
-    pub async fn verified(&self) -> Result<LinkConnection, StoreError> {
-        let open = self.open().await?;
-        if !self.identity.is_verified(&open.run_id) {
+        if !self.identity.is_verified(&open.run_id) && VERIFYING.try_with(|_| ()).is_err() {
             self.identity.wait_verified(&open.run_id).await;
         }
         Ok(self.handle(open))

@@ -20,7 +20,7 @@ use redis::{AsyncCommands, Script, Value};
 
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
-pub(crate) use self::link::Identity;
+pub(crate) use self::link::{Identity, verifying};
 use self::link::{Link, LinkConnection};
 use self::scripts::Scripts;
 use self::tracking::{Check, TrackedReader};
@@ -86,9 +86,8 @@ impl RedisStore {
         })
     }
 
-    /// A connection for writes and invalidations.
     async fn conn(&self) -> Result<LinkConnection, StoreError> {
-        self.link.any().await
+        self.link.conn().await
     }
 
     /// The servers this process has verified.
@@ -183,7 +182,7 @@ impl RedisStore {
     async fn hinted_get(&self, entry_key: String) -> Result<Option<Envelope>, StoreError> {
         type Markers = Vec<Option<Vec<u8>>>;
         let hint = self.hints.get(&entry_key).filter(|h| !h.markers.is_empty());
-        let mut conn = self.link.verified().await?;
+        let mut conn = self.conn().await?;
         let suspect = hint.as_ref().is_some_and(|h| h.is_suspect(&self.epochs));
         if let (Some(hint), true) = (&hint, suspect) {
             // This process invalidated one of the tags since: if a marker is
@@ -266,9 +265,7 @@ impl RedisStore {
         for tag in tags {
             invocation.arg(tag).arg(new_version());
         }
-        let reply: Vec<Value> = invocation
-            .invoke_async(&mut self.link.verified().await?)
-            .await?;
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn().await?).await?;
         let mut reply = reply.into_iter();
         let hit: i64 = redis::from_redis_value(reply.next().unwrap_or(Value::Nil))?;
         if hit == 1 {
