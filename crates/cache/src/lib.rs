@@ -21,33 +21,44 @@
 //! # What holds (SPEC 1.2)
 //! TTLs are honoured; an invalidated tag's entries are never read again,
 //! whatever their TTLs; a loader that started before an invalidation does not
-//! store its result; one loader runs per missing key in a process; with Redis
-//! down every call is a miss or a skipped write costing microseconds once the
-//! breaker is open; invalidations that could not reach Redis are journaled and
-//! applied before Redis is read again; `null` and empty values are cached;
-//! eviction loses values, never makes stale ones readable; the in-process
-//! store is bounded in bytes.
+//! store its result, and a caller arriving after it does not join that load;
+//! one loader runs per missing key in a process; with Redis down every call
+//! is a miss or a skipped write costing microseconds once the breaker is
+//! open, and caching resumes however many invalidations keep arriving;
+//! invalidations that could not reach Redis are journaled and applied before
+//! Redis is read again, and the journal's window is replayed into a Redis
+//! that comes back with older data (a new `run_id`); the L1 tier follows the
+//! journal even while Redis is skipped, and is emptied when its subscriber
+//! is subscribed again; `null` and empty values are cached; eviction loses
+//! values, never makes stale ones readable; the in-process store is bounded
+//! in bytes.
 //!
 //! # Layout
-//! - [`cache`]: the [`Cache`] API and the fail-open policy around the store.
+//! - [`cache`]: the [`Cache`] API and the fail-open policy around the store;
+//!   `remember` (cache-or-load) in `remember.rs`; the order of an
+//!   invalidation (L1, Redis, L1 again, the bus, the journal) in
+//!   `invalidation.rs`.
 //! - `store/`: where entries live. `store::embedded` (moka, tag version cells)
 //!   and `store::redis` (Lua scripts in `store/redis/scripts/`, key layout in
 //!   `store/redis/keys.rs`; reads check tag markers held in process and kept
-//!   exact by Redis client tracking, `store/redis/tracking.rs`).
+//!   exact by Redis client tracking, `store/redis/tracking.rs`; calls go
+//!   only to a server whose identity was verified, `store/redis/link.rs`).
 //! - `codec`: values to bytes (JSON with its digest, LZ4 above a threshold)
 //!   and the envelope that records an entry's tag versions in Redis.
 //! - `flight`: one loader per missing key in a process; `lock`: one per
-//!   expiry across the processes that share Redis.
+//!   expiry across the processes that share Redis; `fence`: what a fill or
+//!   a joining caller must find unchanged.
 //! - `breaker`: the circuit breaker in front of Redis.
-//! - [`journal`]: invalidations waiting for Redis, and the [`Journal`] trait
-//!   for a durable one.
+//! - [`journal`]: every invalidation, pending until Redis took it and kept
+//!   for a window after, and the [`Journal`] trait for a durable one.
 //! - `l1`: the in-process tier in front of Redis, kept coherent across
 //!   instances by invalidation messages.
 //! - [`pubsub`]: publish/subscribe on Redis (one subscriber connection,
 //!   owned by one task that re-subscribes after reconnects and delivers in
 //!   order) or in process.
-//! - `maintenance`: the background task that probes, applies the journal and
-//!   reclaims memory.
+//! - `maintenance`: the background task that verifies servers, probes,
+//!   applies the journal (to Redis and to L1) and reclaims memory.
+//! - `testing`: pause points that let tests force an interleaving.
 //! - [`stats`]: the counters behind [`Cache::stats`].
 //! - [`config`]: every knob, durations included, so tests run in seconds.
 
