@@ -372,29 +372,17 @@ async fn the_cache_server_identity_round_trips_and_is_replaced() {
             "{}",
             b.name
         );
-        b.store.set_cache_server_identity("run-1").await.unwrap();
-        assert_eq!(
-            b.store.cache_server_identity().await.unwrap().as_deref(),
-            Some("run-1"),
-            "{}",
-            b.name
-        );
-        // An upsert: the second identity replaces the first (one row).
-        b.store.set_cache_server_identity("run-2").await.unwrap();
-        assert_eq!(
-            b.store.cache_server_identity().await.unwrap().as_deref(),
-            Some("run-2"),
-            "{}",
-            b.name
-        );
-        // Setting the same identity again is fine too.
-        b.store.set_cache_server_identity("run-2").await.unwrap();
-        assert_eq!(
-            b.store.cache_server_identity().await.unwrap().as_deref(),
-            Some("run-2"),
-            "{}",
-            b.name
-        );
+        // The second identity replaces the first (an upsert: one row);
+        // setting the same one again is fine too.
+        for run_id in ["run-1", "run-2", "run-2"] {
+            b.store.set_cache_server_identity(run_id).await.unwrap();
+            assert_eq!(
+                b.store.cache_server_identity().await.unwrap().as_deref(),
+                Some(run_id),
+                "{}",
+                b.name
+            );
+        }
     }
 }
 

@@ -73,9 +73,7 @@ async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_lo
     let a = redis_cache(&server);
     let b = redis_cache(&server);
     tokio::time::sleep(Duration::from_millis(200)).await; // listeners subscribed
-    // A probe in B's L1 shows when A's message has been applied there.
-    assert_eq!(remember(&b, "probe", &["guild:1"], 1).await, 1);
-    assert_eq!(remember(&b, "probe", &["guild:1"], 2).await, 1);
+    let probe = L1Probe::new(&b, "guild:1").await;
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
@@ -92,12 +90,7 @@ async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_lo
     };
     started_rx.await.unwrap();
     a.invalidate_by_tag("guild:1").await;
-    wait_until(
-        "B applied A's message",
-        Duration::from_secs(2),
-        async || b.get::<u64>("probe").await.is_none(),
-    )
-    .await;
+    probe.wait_dropped().await;
 
     let joined = tokio::time::timeout(Duration::from_secs(2), remember(&b, "k", &["guild:1"], 2))
         .await

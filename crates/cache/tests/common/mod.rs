@@ -87,3 +87,38 @@ pub async fn wait_until(what: &str, within: Duration, mut check: impl AsyncFnMut
     }
     panic!("timed out after {within:?} waiting until {what}");
 }
+
+/// An entry held in a cache's L1 under a tag, to see when another
+/// instance's invalidation of that tag has been applied there.
+pub struct L1Probe {
+    cache: Cache,
+}
+
+impl L1Probe {
+    pub async fn new(cache: &Cache, tag: &str) -> L1Probe {
+        let (ttl, tags) = (Duration::from_secs(300), [tag]);
+        let first = cache.remember("probe", ttl, &tags, || async { Ok::<_, ()>(1u64) });
+        assert_eq!(first.await, Ok(1));
+        let l1_hits = cache.stats().await.l1_hits;
+        let again = cache.remember("probe", ttl, &tags, || async { Ok::<_, ()>(2u64) });
+        assert_eq!(again.await, Ok(1));
+        assert_eq!(
+            cache.stats().await.l1_hits,
+            l1_hits + 1,
+            "the probe is in L1"
+        );
+        L1Probe {
+            cache: cache.clone(),
+        }
+    }
+
+    /// Waits until the probe is gone from L1 (and Redis).
+    pub async fn wait_dropped(&self) {
+        wait_until(
+            "the invalidation reached this instance",
+            Duration::from_secs(2),
+            async || self.cache.get::<u64>("probe").await.is_none(),
+        )
+        .await;
+    }
+}
