@@ -15,16 +15,25 @@
 //! lock, so an invalidation is either counted before the close (and recovery
 //! applies it) or finds the breaker closed (and applies it itself before its
 //! caller hears back): none is acknowledged and then left behind.
+//!
+//! Callers that wait on something only Redis can bring (another instance's
+//! announcement that a value landed, `lock.rs`) wait for the breaker too:
+//! [`opened`](Breaker::opened) and [`closed`](Breaker::closed) resolve when
+//! it changes.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
+
+use tokio::sync::Notify;
 
 pub(crate) struct Breaker {
     open: AtomicBool,
     consecutive_failures: AtomicU32,
     threshold: u32,
     state: Mutex<State>,
+    /// Woken when the breaker opens or closes.
+    changed: Notify,
 }
 
 #[derive(Default)]
@@ -42,6 +51,7 @@ impl Breaker {
             consecutive_failures: AtomicU32::new(0),
             threshold: threshold.max(1),
             state: Mutex::new(State::default()),
+            changed: Notify::new(),
         }
     }
 
@@ -71,7 +81,31 @@ impl Breaker {
             return false;
         }
         state.cooldown_from = Some(Instant::now());
+        self.changed.notify_waiters();
         true
+    }
+
+    /// Resolves once the breaker is open (at once if it is).
+    pub async fn opened(&self) {
+        self.until(true).await
+    }
+
+    /// Resolves once the breaker is closed (at once if it is).
+    pub async fn closed(&self) {
+        self.until(false).await
+    }
+
+    async fn until(&self, open: bool) {
+        loop {
+            // Registered before the check: a change in between wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.is_open() == open {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// A probe failed: skip Redis for another cool-down.
@@ -111,6 +145,7 @@ impl Breaker {
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
         self.open.store(false, Ordering::Release);
+        self.changed.notify_waiters();
         true
     }
 
@@ -138,6 +173,33 @@ mod tests {
         assert!(!breaker.trip(), "already open");
         assert!(!breaker.record_failure());
         assert_eq!(breaker.cooldown_from(), opened, "the cool-down goes on");
+    }
+
+    #[tokio::test]
+    async fn waiters_hear_the_breaker_open_and_close() {
+        let breaker = std::sync::Arc::new(Breaker::new(1));
+        breaker.closed().await;
+        let opened = tokio::spawn({
+            let breaker = breaker.clone();
+            async move { breaker.opened().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(breaker.trip());
+        tokio::time::timeout(std::time::Duration::from_secs(1), opened)
+            .await
+            .expect("woken when it opened")
+            .unwrap();
+        breaker.opened().await;
+        let closed = tokio::spawn({
+            let breaker = breaker.clone();
+            async move { breaker.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(breaker.close_if_none_journaled_since(breaker.journaled_count()));
+        tokio::time::timeout(std::time::Duration::from_secs(1), closed)
+            .await
+            .expect("woken when it closed")
+            .unwrap();
     }
 
     #[test]

@@ -12,12 +12,33 @@
 //! free, takes it, and finds the value (rather than waiting out the lease
 //! for an announcement that has passed). A leader that is cancelled (its
 //! HTTP client went away) gives the lease back and announces from its
-//! [`Lease`]'s drop, so that nobody waits out the lease for it either. The lease is an efficiency tool, never a correctness
-//! mutex: a lost or expired lease costs a duplicate load, never a wrong value,
-//! since every store still goes through the version check of `set.lua`.
+//! [`Lease`]'s drop, so that nobody waits out the lease for it either.
+//!
+//! A lease is taken for one generation of the entry's tags' versions: a
+//! load that began before an invalidation does not hold up the loads that
+//! begin after it. The lease is an efficiency tool, never a correctness
+//! mutex: a lost or expired lease costs a duplicate load, never a wrong
+//! value, since every store still goes through the version check of
+//! `set.lua`.
+//!
+//! Redis faults (issue 9): a lease that cannot be given back (the breaker
+//! is open, or Redis hangs and the call times out; the `SET NX` of a call
+//! that timed out may also land when Redis wakes up) would stay in Redis for
+//! its whole term, and every caller on every instance that misses the key
+//! would wait it out, long after Redis answers again. Such a lease is given
+//! back, and announced, as soon as the breaker is closed again (within its
+//! term). And a caller waiting for another instance's announcement stops
+//! waiting when the breaker opens: the announcement could not reach it, and
+//! it would load itself anyway (`remember.rs`); or when the subscriber is
+//! subscribed again after a gap, in which the announcement may have gone
+//! by. A Redis server that is not the one the journal last knew (a restart,
+//! maybe from a snapshot taken while a load held its lease, a failover)
+//! may hold leases that nobody will give back: they are dropped when it is
+//! verified (`maintenance.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -66,6 +87,13 @@ impl FillWaiters {
             for tx in list {
                 let _ = tx.send(());
             }
+        }
+    }
+
+    fn wake_all(&self) {
+        let waiting = std::mem::take(&mut *self.lock());
+        for tx in waiting.into_values().flatten() {
+            let _ = tx.send(());
         }
     }
 
@@ -120,22 +148,78 @@ impl Drop for Lease {
     }
 }
 
-async fn give_back(inner: &Inner, key: &str, generation: u64, token: u64) {
-    if let Store::Redis(store) = &inner.store {
-        let unlock = store.unlock(key, generation, token);
-        let _ = inner.redis_call(inner.config.op_timeout, unlock).await;
+async fn give_back(inner: &Arc<Inner>, key: &str, generation: u64, token: u64) {
+    if let Store::Redis(store) = &inner.store
+        && inner
+            .redis_call(
+                inner.config.op_timeout,
+                store.unlock(key, generation, token),
+            )
+            .await
+            .is_err()
+    {
+        give_back_later(inner, key.to_string(), generation, token);
+        return;
     }
     announce_filled(&inner.pubsub, key).await;
 }
 
-async fn listen(waiters: Weak<FillWaiters>, pubsub: PubSub) {
-    let mut filled = pubsub.subscribe(CHANNEL).await;
-    while let Some(message) = filled.recv().await {
-        let Some(waiters) = waiters.upgrade() else {
+/// Gives a lease back (by its token: never another holder's) once the
+/// breaker is closed again, then announces it; within the lease's term,
+/// past which Redis has let it go by itself.
+fn give_back_later(inner: &Arc<Inner>, key: String, generation: u64, token: u64) {
+    let weak = Arc::downgrade(inner);
+    let breaker = inner.breaker.clone();
+    let term_ends = tokio::time::Instant::now() + inner.config.lock_lease;
+    tokio::spawn(async move {
+        loop {
+            let closed = tokio::time::timeout_at(term_ends, breaker.closed()).await;
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            if closed.is_ok()
+                && let Store::Redis(store) = &inner.store
+                && inner
+                    .redis_call(
+                        inner.config.op_timeout,
+                        store.unlock(&key, generation, token),
+                    )
+                    .await
+                    .is_err()
+            {
+                // Still failing (the breaker may not have opened again yet).
+                drop(inner);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            // Given back, or run out: whoever waits may look again.
+            announce_filled(&inner.pubsub, &key).await;
             return;
-        };
-        if let Ok(key) = message.json::<String>() {
-            waiters.wake(&key);
+        }
+    });
+}
+
+async fn listen(waiters: Weak<FillWaiters>, pubsub: PubSub) {
+    let mut resubscribed = pubsub.on_reconnect();
+    let mut filled = pubsub.subscribe(CHANNEL).await;
+    loop {
+        tokio::select! {
+            message = filled.recv() => {
+                let (Some(message), Some(waiters)) = (message, waiters.upgrade()) else {
+                    return;
+                };
+                if let Ok(key) = message.json::<String>() {
+                    waiters.wake(&key);
+                }
+            }
+            changed = resubscribed.changed() => {
+                let (Ok(()), Some(waiters)) = (changed, waiters.upgrade()) else {
+                    return;
+                };
+                // Announcements may have been missed in the gap: every
+                // waiter looks again (and loads itself if nothing landed).
+                waiters.wake_all();
+            }
         }
     }
 }

@@ -3,8 +3,9 @@
 //! - verify a server that a read met for the first time (`store/redis/link.rs`):
 //!   if the journal says the retention window was not replayed into it (a
 //!   new `run_id`: a restart, possibly from an older snapshot, or a
-//!   failover), replay it; apply the pending journal; only then let reads
-//!   through;
+//!   failover), replay it, and drop the loading leases it holds if the
+//!   journal knew another server; apply the pending journal; only then let
+//!   reads through;
 //! - while the breaker is open, probe Redis after each cool-down; when it
 //!   answers, verify it as above, apply the pending journal, and close the
 //!   breaker unless an invalidation was journaled meanwhile (then read the
@@ -162,6 +163,9 @@ async fn verified(inner: &Inner, store: &RedisStore) -> bool {
         if !inner.replay_window().await {
             return false;
         }
+        if recorded.is_some() {
+            drop_leases(inner, store).await;
+        }
         if let Err(e) = inner.journal.set_server_identity(run_id.clone()).await {
             warn!(error = %e, "could not record the Redis identity in the journal");
         }
@@ -171,6 +175,22 @@ async fn verified(inner: &Inner, store: &RedisStore) -> bool {
     }
     store.identity().set_verified(&run_id);
     true
+}
+
+/// Drops the loading leases of a server that took the place of the one the
+/// journal knew: they came back with an older snapshot, or belong to loads
+/// on a server that is gone, so nobody will give them back or announce their
+/// values, and every miss on their keys would wait them out (`lock.rs`). A
+/// lease is only an efficiency tool: dropping one that is in use costs a
+/// duplicate load, never a wrong value. (Not on a first contact, when the
+/// journal knew no server: then the leases are those of running instances.)
+async fn drop_leases(inner: &Inner, store: &RedisStore) {
+    let budget = inner.config.op_timeout * 8;
+    match tokio::time::timeout(budget, store.clear_pattern("~lock:*")).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => info!("Dropped {n} loading leases the Redis server came back with"),
+        _ => warn!("could not drop the loading leases of the Redis server"),
+    }
 }
 
 async fn recover(inner: &Inner, store: &RedisStore) {

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{Cache, CachedJson, Origin, decode_or_warn, json_of};
 use crate::codec::{self, Encoded};
+use crate::error::StoreError;
 use crate::flight::{self, Role};
 use crate::lock::Lease;
 use crate::stats::{Counters, Tier};
@@ -180,7 +181,13 @@ impl Cache {
                     lease = Some(held);
                 }
                 Ok(false) => {
-                    let _ = tokio::time::timeout(inner.config.lock_lease, landed).await;
+                    // Until the value lands, within the lease; not past the
+                    // breaker opening: the announcement could not come then,
+                    // and this caller would load itself anyway (lock.rs).
+                    tokio::select! {
+                        _ = tokio::time::timeout(inner.config.lock_lease, landed) => {}
+                        _ = inner.breaker.opened() => {}
+                    }
                     waiters.forget(key);
                     if let Some(encoded) = inner.fetch(key, Some(&tags)).await
                         && let Some(value) = decode(&encoded)
@@ -189,6 +196,11 @@ impl Cache {
                         return Ok((value, Origin::Flight));
                     }
                     // The other loader failed or was too slow: load here.
+                }
+                Err(StoreError::CircuitOpen) => {
+                    // Never sent: there is no lease to give back.
+                    drop(landed);
+                    waiters.forget(key);
                 }
                 Err(_) => {
                     // The lease may have been taken even though the reply

@@ -1,27 +1,11 @@
 //! SPEC 2.4: after any event, every analytics of its guild equals a fresh
 //! computation, and the entries of other guilds survive.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use spywatcher_analytics::{AnalyticsKind, EventKind, GuildId};
 
+pub use crate::helpers::event;
 use crate::helpers::*;
-
-/// An event of `kind` by `user` in `guild`, created now.
-pub fn event(kind: EventKind, guild: &GuildId, user: &str) -> Value {
-    let mut event =
-        json!({ "guildId": guild.as_str(), "userId": user, "username": "newcomer_name" });
-    let fields = match kind {
-        EventKind::Message => json!({ "channelId": "77", "channel": "general", "content": "hi" }),
-        EventKind::Typing => json!({ "channelId": "77", "channel": "general" }),
-        EventKind::Presence => json!({ "clients": ["desktop", "mobile", "web"] }),
-        EventKind::RoleChange => json!({ "addedRoles": ["moderator"] }),
-        EventKind::MemberJoin => json!({ "accountAgeDays": 3 }),
-    };
-    for (k, v) in fields.as_object().unwrap() {
-        event[k] = v.clone();
-    }
-    event
-}
 
 /// The analytics among `kinds` that `app` serves differently from a fresh,
 /// uncached computation.

@@ -7,6 +7,7 @@ mod admin;
 mod analytics;
 mod auth;
 mod events;
+mod faults;
 mod health;
 mod invalidation;
 mod multi_instance;
