@@ -58,6 +58,12 @@ impl Inner {
         self.hooks.reach(Step::InvalidateBeforeStore).await;
         let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
         self.hooks.reach(Step::InvalidateAfterStore).await;
+        if let Err(cause) = &attempt {
+            // Before L1's second step: a read that takes its fence after
+            // that step must find Redis skipped, or it could fill L1 with
+            // what Redis still holds.
+            self.trip(cause);
+        }
         l1.apply(&op).await;
         match attempt {
             Ok(counts) => {
@@ -93,6 +99,15 @@ impl Inner {
         }
     }
 
+    /// Opens the breaker after a failed invalidation: no read may reach
+    /// Redis before the journal has been applied there.
+    fn trip(&self, cause: &StoreError) {
+        if !matches!(cause, StoreError::CircuitOpen) && self.breaker.trip() {
+            error!("Redis connection error: {cause}; skipping Redis until it answers again");
+            self.wake.notify_one();
+        }
+    }
+
     /// Journals `op`; returns its id, or `None` if the journal failed.
     async fn record(&self, op: &PendingInvalidation, applied: bool) -> Option<i64> {
         match self.journal.record(op.clone(), applied).await {
@@ -119,10 +134,7 @@ impl Inner {
     ) -> Option<Vec<u64>> {
         let mut cause = cause;
         for _ in 0..3 {
-            if !matches!(cause, StoreError::CircuitOpen) && self.breaker.trip() {
-                error!("Redis connection error: {cause}; skipping Redis until it answers again");
-                self.wake.notify_one();
-            }
+            self.trip(&cause);
             if recorded && self.breaker.journaled() {
                 return None;
             }

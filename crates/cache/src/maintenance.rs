@@ -63,17 +63,21 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
         let mut next_journal_pass = Instant::now();
         let mut next_purge = Instant::now();
         let mut sweep_pending = false;
+        // Verify the server at once: the first calls need not wait for it.
+        let mut first = true;
         loop {
             let pause = if sweep_pending {
                 SWEEP_PAUSE.min(tick)
             } else {
                 tick
             };
-            let mut verify = false;
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = wake.notified() => {}
-                _ = identity.wanted.notified() => verify = true,
+            let mut verify = std::mem::take(&mut first);
+            if !verify {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = wake.notified() => {}
+                    _ = identity.wanted.notified() => verify = true,
+                }
             }
             let Some(inner) = Weak::upgrade(&weak) else {
                 return;

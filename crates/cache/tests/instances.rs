@@ -224,10 +224,17 @@ async fn held_load(
             .unwrap()
     });
     wait_until("the lease is taken", Duration::from_secs(2), async || {
-        server.cli(&["EXISTS", "spywatcher:~lock:k"]) == "1"
+        lease_of_k(server).is_some()
     })
     .await;
     (release, load)
+}
+
+/// The loading lease of "k" held now, if any (one per generation of its
+/// tags' versions: `~lock:k#<generation>`).
+fn lease_of_k(server: &RedisServer) -> Option<String> {
+    let keys = server.cli(&["KEYS", "spywatcher:~lock:k#*"]);
+    keys.lines().next().map(str::to_string)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,16 +308,18 @@ async fn a_caller_waiting_for_another_instance_stops_waiting_when_redis_is_skipp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_restored_from_a_snapshot_does_not_hold_up_readers() {
     let mut server = RedisServer::start();
-    let (a, _b) = long_lease_caches(&server);
+    let (a, b) = long_lease_caches(&server);
     assert_eq!(remember(&a, "other", 1).await, 1, "A verified the server");
-    // A snapshot taken while some instance's load held the lease of "k";
-    // the load ends and gives it back; Redis restarts from the snapshot.
-    let lock = "spywatcher:~lock:k";
-    assert_eq!(server.cli(&["SET", lock, "12345", "PX", "10000"]), "OK");
+    // A snapshot taken while B's load of "k" held its lease; the load ends
+    // and gives it back; Redis restarts from the snapshot.
+    let (release, load) = held_load(&server, &b).await;
+    let lock = lease_of_k(&server).expect("B holds the lease");
     server.save();
-    server.cli(&["DEL", lock]);
+    release.send(()).unwrap();
+    assert_eq!(load.await.unwrap(), 1);
+    assert_eq!(server.cli(&["EXISTS", &lock]), "0", "given back");
     server.restart();
-    assert_eq!(server.cli(&["EXISTS", lock]), "1", "the lease came back");
+    assert_eq!(server.cli(&["EXISTS", &lock]), "1", "the lease came back");
     // Nobody will give it back: A must not wait it out.
     let started = Instant::now();
     let value = tokio::time::timeout(Duration::from_secs(5), async {
@@ -332,7 +341,7 @@ async fn a_lease_restored_from_a_snapshot_does_not_hold_up_readers() {
     println!("A's miss after the restart took {waited:?} (lease 10 s)");
     assert_eq!(value, 2);
     assert!(waited < Duration::from_secs(2), "{waited:?}");
-    assert_eq!(server.cli(&["EXISTS", lock]), "0", "the lease was dropped");
+    assert_eq!(server.cli(&["EXISTS", &lock]), "0", "the lease was dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
