@@ -25,7 +25,7 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cache::Inner;
 use crate::store::Store;
@@ -88,7 +88,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             if inner.breaker.is_open() {
                 recover(&inner, store).await;
             } else if verify && !verified(&inner, store).await && inner.breaker.trip() {
-                warn!("Redis answers but could not be verified: skipping it until it can");
+                error!("Redis connection error: no answer, or the server could not be verified; skipping Redis until it answers");
             }
             if Instant::now() >= next_journal_pass {
                 next_journal_pass = Instant::now() + inner.config.journal_interval;
