@@ -88,7 +88,9 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             if inner.breaker.is_open() {
                 recover(&inner, store).await;
             } else if verify && !verified(&inner, store).await && inner.breaker.trip() {
-                error!("Redis connection error: no answer, or the server could not be verified; skipping Redis until it answers");
+                error!(
+                    "Redis connection error: no answer, or the server could not be verified; skipping Redis until it answers"
+                );
             }
             if Instant::now() >= next_journal_pass {
                 next_journal_pass = Instant::now() + inner.config.journal_interval;

@@ -479,6 +479,7 @@ async fn no_read_after_a_201_serves_the_pre_event_value(db: Db) {
 
     let mut events = Vec::with_capacity(EVENTS);
     let mut previous = fresh(&app, AnalyticsKind::Ghosts, &guild).await;
+    let before = previous.clone();
     for i in 0..EVENTS {
         sleep(Duration::from_millis(40)).await;
         let kind = if i % 2 == 0 {
@@ -507,19 +508,30 @@ async fn no_read_after_a_201_serves_the_pre_event_value(db: Db) {
     let reads: Vec<Read> = readers.join_all().await.into_iter().flatten().collect();
 
     // A read that started after event i's 201 serves event i's value, or
-    // (if it was still running when event i+1 was sent) event i+1's.
+    // that of a later event sent before the read ended (a slow read may
+    // overlap several).
     let (mut checked, mut stale) = (0, Vec::new());
     for read in &reads {
         let Some(i) = events.iter().rposition(|e| e.acked <= read.started) else {
             continue;
         };
         checked += 1;
-        let next = events.get(i + 1).filter(|next| next.sent < read.ended);
-        let valid = read.body == events[i].ghosts || next.is_some_and(|n| read.body == n.ghosts);
+        let valid = events[i..]
+            .iter()
+            .take_while(|e| e.acked <= read.started || e.sent < read.ended)
+            .any(|e| read.body == e.ghosts);
         if !valid {
+            // Which value it served: an earlier event's (stale), or one
+            // the database never had?
+            let served = events.iter().rposition(|e| e.ghosts == read.body);
             stale.push(format!(
-                "a read started {:?} after the 201 of event {i}",
-                read.started - events[i].acked
+                "a read started {:?} after the 201 of event {i} served {}",
+                read.started - events[i].acked,
+                match served {
+                    Some(j) => format!("event {j}'s value"),
+                    None if read.body == before => "the value before any event".to_string(),
+                    None => format!("a value no event had: {}", read.body),
+                }
             ));
         }
     }
