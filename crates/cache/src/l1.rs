@@ -274,6 +274,26 @@ impl L1 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn unsent_announcements_are_deduplicated_and_bounded() {
+        let l1 = L1::new(1 << 20, Arc::default());
+        let op = |i: usize| PendingInvalidation::Tags {
+            tags: vec![format!("guild:{i}")],
+        };
+        l1.keep_unsent(op(1), Some(7));
+        l1.keep_unsent(op(1), Some(8));
+        assert_eq!(l1.lock_unsent().ops, vec![(op(1), Some(7))], "kept once");
+        for i in 0..MAX_UNSENT * 2 {
+            l1.keep_unsent(op(i), None);
+        }
+        // Past the bound, one "empty your L1" stands for all of them.
+        assert_eq!(
+            l1.lock_unsent().ops,
+            vec![(PendingInvalidation::FlushAll, None)]
+        );
+        assert_eq!(l1.lock_unsent().seen.len(), 1);
+    }
+
     fn value() -> Bytes {
         crate::codec::encode_json(b"[1]", usize::MAX).bytes
     }
