@@ -68,7 +68,7 @@ async fn l1_serves_hits_and_an_invalidation_on_another_instance_reaches_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn l1_is_emptied_when_the_subscriber_reconnects_and_nothing_stale_is_served() {
+async fn after_a_redis_restart_both_instances_read_new_values_and_messages_flow_again() {
     let mut server = RedisServer::start();
     let a = redis_cache(&server);
     let b = redis_cache(&server);
@@ -107,33 +107,39 @@ async fn l1_is_emptied_when_the_subscriber_reconnects_and_nothing_stale_is_serve
     .await;
 }
 
+/// A read that got its value from Redis before another instance's
+/// invalidation, and fills L1 after that instance's message was applied
+/// here, must not leave the old value in L1 (the fence taken before the
+/// read no longer holds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_l1_fill_racing_an_invalidation_is_dropped() {
+async fn an_l1_fill_overtaken_by_another_instances_invalidation_is_dropped() {
     let server = RedisServer::start();
     let a = redis_cache(&server);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let slow = {
-        let a = a.clone();
-        tokio::spawn(async move {
-            a.remember("k", TTL, &["guild:1"], || async move {
-                started_tx.send(()).unwrap();
-                release_rx.await.unwrap();
-                Ok::<_, ()>(1u64)
-            })
-            .await
-        })
-    };
-    started_rx.await.unwrap();
-    a.invalidate_by_tag("guild:1").await;
-    release_tx.send(()).unwrap();
-    assert_eq!(slow.await.unwrap(), Ok(1));
-    assert_eq!(
-        a.get::<u64>("k").await,
-        None,
-        "neither Redis nor L1 kept it"
+    let b = redis_cache(&server);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        a.set(
+            "k",
+            &1u64,
+            spywatcher_cache::SetOptions::ttl(TTL).tags(["guild:1"])
+        )
+        .await
     );
+    let probe = L1Probe::new(&b, "guild:1").await;
+
+    let paused = b
+        .hooks()
+        .arm(spywatcher_cache::testing::Step::ReadBeforeFill);
+    let read = {
+        let b = b.clone();
+        tokio::spawn(async move { remember(&b, "k", 2).await })
+    };
+    paused.reached().await; // B read k = 1 from Redis, has not filled L1
+    a.invalidate_by_tag("guild:1").await;
+    probe.wait_dropped().await;
+    paused.release();
+    assert_eq!(read.await.unwrap(), 1, "read before the invalidation");
+    assert_eq!(b.get::<u64>("k").await, None, "the old value stayed in L1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
