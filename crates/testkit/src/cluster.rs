@@ -373,14 +373,18 @@ impl RedisCluster {
     }
 
     /// `Ok` when every one of `ports` reports `cluster_state:ok`, all slots ok,
-    /// and (as a replica) `master_link_status:up`; with the expected counts of
-    /// masters and replicas when given.
+    /// and (as a replica) `master_link_status:up`; all of them see the same
+    /// topology (the same masters serving the same slots, the same replicas),
+    /// in which every one of `ports` is present and not failed; with the
+    /// expected counts of masters and replicas when given.
     fn check_nodes(
         &self,
         ports: &[u16],
         masters: Option<usize>,
         replicas: Option<usize>,
     ) -> Result<(), String> {
+        // The first node's address and its view, to compare the others with.
+        let mut first_view: Option<(String, Vec<ViewEntry>)> = None;
         for &port in ports {
             let at = addr(port);
             let info = query(port, &["CLUSTER", "INFO"])?;
@@ -392,6 +396,37 @@ impl RedisCluster {
                 ));
             }
             let nodes = parse_nodes(&query(port, &["CLUSTER", "NODES"])?);
+            for other in ports.iter().map(|&p| addr(p)) {
+                if !nodes.iter().any(|n| n.addr == other && !n.is_failed()) {
+                    return Err(format!("{at} does not see {other} as a live node"));
+                }
+            }
+            // Who serves what and who replicates whom, by address.
+            let id_addr = |id: &String| {
+                nodes
+                    .iter()
+                    .find(|n| &n.id == id)
+                    .map_or_else(|| id.clone(), |n| n.addr.clone())
+            };
+            let mut view: Vec<_> = nodes
+                .iter()
+                .filter(|n| !n.is_failed())
+                .map(|n| {
+                    (
+                        n.addr.clone(),
+                        n.master_id.as_ref().map(id_addr),
+                        n.slots.clone(),
+                    )
+                })
+                .collect();
+            view.sort();
+            match &first_view {
+                None => first_view = Some((at.clone(), view)),
+                Some((first, seen)) if *seen != view => {
+                    return Err(format!("{at} and {first} disagree: {view:?} vs {seen:?}"));
+                }
+                Some(_) => {}
+            }
             let live_masters = nodes.iter().filter(|n| n.is_master() && !n.is_failed());
             let live_replicas = nodes.iter().filter(|n| n.is_replica() && !n.is_failed());
             let (m, r) = (live_masters.count(), live_replicas.count());
@@ -428,6 +463,10 @@ impl RedisCluster {
         panic!("no cluster node answered {args:?}: {errors:?}")
     }
 }
+
+/// One node as another sees it: address, its master's address (replicas),
+/// the slot ranges it serves.
+type ViewEntry = (String, Option<String>, Vec<(u32, u32)>);
 
 fn addr(port: u16) -> String {
     format!("127.0.0.1:{port}")

@@ -119,6 +119,18 @@ fn killing_a_keys_master_promotes_its_replica_and_keeps_the_key() {
     // Writes work again on the promoted master.
     assert_eq!(cluster.cli(&["SET", "survivor", "after"]), "OK");
     assert_eq!(cluster.cli(&["GET", "survivor"]), "after");
+
+    // The old master, restarted with its nodes.conf, rejoins as a replica of
+    // the node that took its slots.
+    let i = cluster.index_of(&old_master);
+    cluster.node_mut(i).restart();
+    let started = Instant::now();
+    cluster.wait_healthy();
+    eprintln!("restarted master rejoined in {:?}", started.elapsed());
+    assert_eq!(cluster.replicas_of(&new_master), vec![old_master.clone()]);
+    assert_eq!(cluster.masters().len(), 3);
+    assert_eq!(cluster.replicas().len(), 3);
+    assert_eq!(cluster.node(i).cli(&["-c", "GET", "survivor"]), "after");
 }
 
 #[test]
