@@ -23,7 +23,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::redis::RedisServer;
@@ -111,14 +111,35 @@ impl RedisCluster {
             .arg("--cluster-replicas")
             .arg(replicas_per_master.to_string())
             .arg("--cluster-yes");
-        let out = create.output().expect("run redis-cli --cluster create");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || !stdout.contains("All 16384 slots covered") {
-            panic!(
-                "redis-cli --cluster create failed ({}):\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        // Its output goes to a file (no pipe to fill) and its run is bounded:
+        // redis-cli waits for the join forever if the nodes cannot meet.
+        let log_path = cluster.nodes[0].dir().join("cluster-create.log");
+        let log = std::fs::File::create(&log_path).expect("create cluster-create.log");
+        let mut child = create
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log file"))
+            .stderr(log)
+            .spawn()
+            .expect("run redis-cli --cluster create");
+        let deadline = Instant::now() + READY_WITHIN;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for redis-cli") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        match status {
+            Some(status) if status.success() && output.contains("All 16384 slots covered") => {}
+            Some(status) => panic!("redis-cli --cluster create failed ({status}):\n{output}"),
+            None => panic!(
+                "redis-cli --cluster create did not finish within {READY_WITHIN:?}:\n{output}"
+            ),
         }
         cluster.wait_ready(masters, count - masters);
         cluster
