@@ -1,2 +1,17 @@
+//! Test helpers for spywatcher: real servers, private to each test.
+//!
+//! Module map:
+//! - [`redis`]: [`RedisServer`](redis::RedisServer), a standalone
+//!   `redis-server` in a temporary directory on a free loopback port; kill,
+//!   pause, resume and restart it to test outages. [`free_port`](redis::free_port)
+//!   picks ports below 55535 whose cluster bus port (+10000) is free too.
+//! - [`cluster`]: [`RedisCluster`](cluster::RedisCluster), a real Redis Cluster
+//!   (3 masters + 3 replicas by default) of such servers, ready when every node
+//!   reports `cluster_state:ok`; live topology (`masters`, `replicas`,
+//!   `master_of`, `slot_of`), the `REDIS_CLUSTER_NODES` string, and failovers
+//!   (`kill_master_of`, `fail_over`, `manual_failover`).
+//! - [`postgres`]: fresh PostgreSQL databases for the database tests.
+
+pub mod cluster;
 pub mod postgres;
 pub mod redis;

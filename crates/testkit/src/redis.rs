@@ -40,8 +40,19 @@ impl RedisServer {
             extra_args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
-        server.spawn();
-        server
+        // The port was free a moment ago; another test (or a cluster node's
+        // bus port) may have taken it since. Retry on a fresh port a few times.
+        let mut attempt = 1;
+        loop {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(e) if attempt < 3 && e.exited => {
+                    attempt += 1;
+                    server.port = free_port();
+                }
+                Err(e) => panic!("{}", e.message),
+            }
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -113,6 +124,12 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{}", e.message);
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), SpawnError> {
         let mut cmd = Command::new("redis-server");
         cmd.arg("--port")
             .arg(self.port.to_string())
@@ -126,19 +143,48 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .expect("start redis-server (is it installed? ./scripts/test installs it)");
-        self.child = Some(child);
-        wait_for_pong(self.port, Duration::from_secs(10)).unwrap_or_else(|e| {
-            let log =
-                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-            panic!(
-                "redis-server on port {} did not start: {e}\n{log}",
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last_error;
+        let exited = loop {
+            match ping(self.port) {
+                Ok(()) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => last_error = e,
+            }
+            // A server that could not bind its port (or its cluster bus port)
+            // exits at once: report that now rather than after the deadline.
+            if let Ok(Some(status)) = child.try_wait() {
+                last_error = format!("redis-server exited ({status}); last ping: {last_error}");
+                break true;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+        Err(SpawnError {
+            exited,
+            message: format!(
+                "redis-server on port {} did not start: {last_error}\n{log}",
                 self.port
-            )
-        });
+            ),
+        })
     }
+}
+
+struct SpawnError {
+    /// The process exited by itself (e.g. its port was taken), as opposed to
+    /// never answering within the deadline.
+    exited: bool,
+    message: String,
 }
 
 impl Drop for RedisServer {
@@ -176,19 +222,6 @@ pub fn free_port() -> u16 {
             }
         }
     }
-}
-
-fn wait_for_pong(port: u16, within: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + within;
-    let mut last_error = String::new();
-    while Instant::now() < deadline {
-        match ping(port) {
-            Ok(()) => return Ok(()),
-            Err(e) => last_error = e,
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(last_error)
 }
 
 fn ping(port: u16) -> Result<(), String> {
