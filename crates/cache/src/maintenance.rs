@@ -1,6 +1,7 @@
 //! The background task of a Redis-backed cache:
 //!
-//! - verify a server that a read met for the first time (`store/redis/link.rs`):
+//! - verify the server at start, and any server a call meets for the first
+//!   time (`store/redis/link.rs`):
 //!   if the journal says the retention window was not replayed into it (a
 //!   new `run_id`: a restart, possibly from an older snapshot, or a
 //!   failover), replay it, and drop the loading leases it holds if the
