@@ -32,6 +32,7 @@ impl KeyInvalidations {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Fence {
     pub tags: Box<[TagVersion]>,
     pub keys: Arc<KeyInvalidations>,

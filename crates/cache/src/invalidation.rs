@@ -65,36 +65,31 @@ impl Inner {
             self.trip(cause);
         }
         l1.apply(&op).await;
-        match attempt {
-            Ok(counts) => {
-                // Kept for the window, in case Redis comes back older.
-                let journal_id = match journal_id {
-                    Some(id) => Some(id),
-                    None => self.record(&op, true).await,
-                };
-                if let Some(id) = journal_id {
+        let journal_id = match journal_id {
+            Some(id) => Some(id),
+            None => {
+                if let Err(cause) = &attempt {
+                    warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
+                    Counters::add(&self.counters.journaled, 1);
+                }
+                // Pending if Redis did not take it; kept for the window
+                // (in case Redis comes back older) if it did.
+                let id = self.record(&op, attempt.is_ok()).await;
+                if let Some(id) = id {
                     // Applied here already: the feed from the journal skips it.
                     l1.note_journal_id(id, now_ms());
                 }
+                id
+            }
+        };
+        match attempt {
+            Ok(counts) => {
                 l1.announce(&self.pubsub, op, journal_id).await;
                 Some(counts)
             }
             Err(cause) => {
-                let recorded = journal_id.is_some();
-                let journal_id = match journal_id {
-                    Some(id) => Some(id),
-                    None => {
-                        warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
-                        Counters::add(&self.counters.journaled, 1);
-                        self.record(&op, false).await
-                    }
-                };
-                if let Some(id) = journal_id {
-                    l1.note_journal_id(id, now_ms());
-                }
                 l1.announce(&self.pubsub, op.clone(), journal_id).await;
-                self.skipped(op, recorded || journal_id.is_some(), cause)
-                    .await
+                self.skipped(op, journal_id.is_some(), cause).await
             }
         }
     }

@@ -149,24 +149,30 @@ impl Drop for Lease {
 }
 
 async fn give_back(inner: &Arc<Inner>, key: &str, generation: u64, token: u64) {
-    if let Store::Redis(store) = &inner.store
-        && inner
-            .redis_call(
-                inner.config.op_timeout,
-                store.unlock(key, generation, token),
-            )
-            .await
-            .is_err()
-    {
+    if !unlocked(inner, key, generation, token).await {
         give_back_later(inner, key.to_string(), generation, token);
         return;
     }
     announce_filled(&inner.pubsub, key).await;
 }
 
-/// Gives a lease back (by its token: never another holder's) once the
-/// breaker is closed again, then announces it; within the lease's term,
-/// past which Redis has let it go by itself.
+/// Gives the lease back by its token (never another holder's); false if
+/// Redis did not take it.
+async fn unlocked(inner: &Inner, key: &str, generation: u64, token: u64) -> bool {
+    match &inner.store {
+        Store::Redis(store) => {
+            let unlock = store.unlock(key, generation, token);
+            inner
+                .redis_call(inner.config.op_timeout, unlock)
+                .await
+                .is_ok()
+        }
+        Store::Embedded(_) => true,
+    }
+}
+
+/// Gives a lease back once the breaker is closed again, then announces it;
+/// within the lease's term, past which Redis has let it go by itself.
 fn give_back_later(inner: &Arc<Inner>, key: String, generation: u64, token: u64) {
     let weak = Arc::downgrade(inner);
     let breaker = inner.breaker.clone();
@@ -177,16 +183,7 @@ fn give_back_later(inner: &Arc<Inner>, key: String, generation: u64, token: u64)
             let Some(inner) = weak.upgrade() else {
                 return;
             };
-            if closed.is_ok()
-                && let Store::Redis(store) = &inner.store
-                && inner
-                    .redis_call(
-                        inner.config.op_timeout,
-                        store.unlock(&key, generation, token),
-                    )
-                    .await
-                    .is_err()
-            {
+            if closed.is_ok() && !unlocked(&inner, &key, generation, token).await {
                 // Still failing (the breaker may not have opened again yet).
                 drop(inner);
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -124,9 +124,13 @@ impl Cache {
         {
             return Ok((value, Origin::Cache));
         }
-        let leader = loop {
-            match inner.flights.join(key, || inner.fence(&tags)) {
-                Role::Leader(guard) => break guard,
+        // The fence is taken before the loader runs: it keeps later callers
+        // out of this load, and keeps its result out of L1, once an
+        // invalidation of the tags begins.
+        let (leader, fence) = loop {
+            let fence = inner.fence(&tags);
+            match inner.flights.join(key, || fence.clone()) {
+                Role::Leader(guard) => break (guard, fence),
                 Role::Waiter(rx) => {
                     if let Some(value) = flight::wait(rx).await.and_then(|e| decode(&e)) {
                         return Ok((value, Origin::Flight));
@@ -134,9 +138,6 @@ impl Cache {
                 }
             }
         };
-
-        // Versions before the loader runs, for L1 as for the store.
-        let l1_seen = inner.l1.as_ref().map(|l1| l1.fence(&tags));
         // Another caller may have stored the value since our first look; and
         // on a miss this takes the tags' versions before the loader runs.
         let versions = match inner.lookup(key, &tags, ttl).await {
@@ -229,9 +230,9 @@ impl Cache {
                 && inner
                     .store_encoded(key, &encoded, ttl, &tags, Some(versions))
                     .await
-                && let (Some(l1), Some(seen)) = (&inner.l1, l1_seen)
+                && let Some(l1) = &inner.l1
             {
-                l1.fill(key, encoded.bytes.clone(), ttl, &tags, seen).await;
+                l1.fill(key, encoded.bytes.clone(), ttl, &tags, fence).await;
             }
             leader.complete(encoded.bytes);
         }

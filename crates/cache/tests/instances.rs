@@ -236,6 +236,17 @@ async fn held_load(
     (release, load)
 }
 
+/// B misses "k" while A's load holds its lease: B waits for A's value.
+async fn waiting_for_a(b: &Cache) -> tokio::task::JoinHandle<u64> {
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move { remember(&b, "k", 2).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "B waits for A's value");
+    waiter
+}
+
 /// The loading lease of "k" held now, if any (one per generation of its
 /// tags' versions: `~lock:k#<generation>`).
 fn lease_of_k(server: &RedisServer) -> Option<String> {
@@ -283,16 +294,7 @@ async fn a_caller_waiting_for_another_instance_stops_waiting_when_redis_is_skipp
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (release, load) = held_load(&server, &a).await;
     // B misses the key while A loads it: B waits for A's announcement.
-    let waiter = tokio::spawn({
-        let b = b.clone();
-        async move {
-            b.remember("k", TTL, &["guild:1"], || async { Ok::<_, ()>(2u64) })
-                .await
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiter.is_finished(), "B waits for A's value");
+    let waiter = waiting_for_a(&b).await;
     // Redis hangs, and B starts skipping it: A's announcement cannot come.
     server.pause();
     b.invalidate_by_tag("guild:2").await;
@@ -356,16 +358,7 @@ async fn a_caller_waiting_for_another_instance_looks_again_when_its_subscriber_r
     let (a, b) = long_lease_caches(&server);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (release, load) = held_load(&server, &a).await;
-    let waiter = tokio::spawn({
-        let b = b.clone();
-        async move {
-            b.remember("k", TTL, &["guild:1"], || async { Ok::<_, ()>(2u64) })
-                .await
-                .unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiter.is_finished(), "B waits for A's value");
+    let waiter = waiting_for_a(&b).await;
     // The subscribers lose their connections: an announcement made in the
     // gap would be missed.
     server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);

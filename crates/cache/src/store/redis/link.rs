@@ -148,11 +148,9 @@ impl Link {
         Ok(self.handle(open))
     }
 
-    /// The connection's server, opening a connection if needed.
-    pub async fn server(&self) -> Result<(LinkConnection, String), StoreError> {
-        let open = self.open().await?;
-        let run_id = open.run_id.to_string();
-        Ok((self.handle(open), run_id))
+    /// The `run_id` of the connection's server, opening a connection if needed.
+    pub async fn server(&self) -> Result<String, StoreError> {
+        Ok(self.open().await?.run_id.to_string())
     }
 
     fn handle(&self, open: Open) -> LinkConnection {

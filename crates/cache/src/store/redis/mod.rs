@@ -97,7 +97,7 @@ impl RedisStore {
 
     /// The `run_id` of the server the store talks to now.
     pub async fn server(&self) -> Result<String, StoreError> {
-        Ok(self.link.server().await?.1)
+        self.link.server().await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
