@@ -398,7 +398,7 @@ impl Cache {
             Store::Embedded(store) => {
                 let figures = ServerFigures {
                     memory_used: human_bytes(store.weighted_size().await),
-                    evicted_keys: 0,
+                    evicted_keys: store.evicted().await,
                     key_count: store.entry_count().await,
                 };
                 (figures, "none")
