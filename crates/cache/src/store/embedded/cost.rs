@@ -83,6 +83,9 @@ mod tests {
     fn a_large_value_costs_about_its_size() {
         let value = Bytes::from(vec![b'x'; 1 << 20]);
         let cost = entry_cost("k", &value, &[]) as usize;
-        assert!((1 << 20..(1 << 20) * 9 / 8 + 4096).contains(&cost), "{cost}");
+        assert!(
+            (1 << 20..(1 << 20) * 9 / 8 + 4096).contains(&cost),
+            "{cost}"
+        );
     }
 }
