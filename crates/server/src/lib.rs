@@ -6,6 +6,8 @@
 //! - [`config`]: settings from the environment (SPEC 6), parsed once.
 //! - [`startup`]: [`startup::Application::build`] makes the whole service
 //!   from settings; `main` and the API tests start it the same way.
+//! - [`http_server`]: the accept loop: HTTP/1.1 connections with header,
+//!   body and request timeouts, under a cap on open connections.
 //! - [`service`]: analytics through the cache (keys, TTLs, tags of SPEC
 //!   2.3), ingestion with precise invalidation (SPEC 2.4), and the database
 //!   journal of invalidations (pending ones, and applied ones kept for the
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod http_server;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;
