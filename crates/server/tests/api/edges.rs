@@ -280,3 +280,21 @@ async fn websockets_outlive_the_request_and_header_timeouts() {
     let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(reply["type"], "subscribed", "{reply}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_not_answered_in_time_gets_a_json_503() {
+    let env = TestEnv::new(Db::Sqlite, true).await;
+    let mut settings = settings(&env);
+    settings.http.request_timeout = TIMEOUT;
+    // The cache waits on a hung Redis longer than the request may take.
+    settings.cache_op_timeout = Duration::from_secs(10);
+    let app = env.spawn_with(settings).await;
+    env.redis.as_ref().unwrap().pause();
+    let start = Instant::now();
+    let response = app.analytics("ghosts", &spywatcher_analytics::GuildId::parse("1").unwrap()).await;
+    let took = start.elapsed();
+    env.redis.as_ref().unwrap().resume();
+    let body = assert_error(response, 503).await;
+    assert_eq!(body["error"], "timeout", "{body}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+}
