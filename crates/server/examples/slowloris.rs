@@ -12,7 +12,8 @@
 //! - silent: connects and sends nothing;
 //! - half line: `GET /health/li` and nothing more;
 //! - dribble: a request line, then a header a byte a second;
-//! - short body: a POST announcing `Content-Length: 1000`, sending 5 bytes.
+//! - short body: a POST announcing `Content-Length: 1000`, sending 5 bytes
+//!   (with the token: without one the server answers 401 at once).
 //!
 //! Meanwhile two clients read `/api/analytics/ghosts` one request after the
 //! other: one over a kept-alive connection, one over a new connection per
@@ -73,7 +74,10 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--port" => args.port = value().parse().expect("--port"),
             "--token" => args.token = value(),
@@ -106,9 +110,10 @@ async fn main() {
     for i in 0..args.stalled {
         let kind = Kind::ALL[i % 4];
         let (address, running, lifetimes) = (address.clone(), running.clone(), lifetimes.clone());
+        let token = args.token.clone();
         attackers.push(tokio::spawn(async move {
             while running.load(Ordering::Relaxed) {
-                if let Some(lived) = stall(&address, kind, &running).await {
+                if let Some(lived) = stall(&address, &token, kind, &running).await {
                     lifetimes.lock().await.push((i % 4, lived));
                 } else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -194,17 +199,19 @@ async fn main() {
 
 /// One stalled connection: how long it lived until the server closed it
 /// (`None` if it could not connect, or the run ended first).
-async fn stall(address: &str, kind: Kind, running: &AtomicBool) -> Option<Duration> {
+async fn stall(address: &str, token: &str, kind: Kind, running: &AtomicBool) -> Option<Duration> {
     let mut stream = TcpStream::connect(address).await.ok()?;
     let opened = Instant::now();
-    let head: &[u8] = match kind {
-        Kind::Silent => b"",
-        Kind::HalfLine => b"GET /health/li",
-        Kind::Dribble => b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ",
-        Kind::ShortBody => b"POST /api/events/messages HTTP/1.1\r\nHost: x\r\n\
-            Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{\"a\"",
+    let head = match kind {
+        Kind::Silent => String::new(),
+        Kind::HalfLine => "GET /health/li".into(),
+        Kind::Dribble => "GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ".into(),
+        Kind::ShortBody => format!(
+            "POST /api/events/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"a\""
+        ),
     };
-    stream.write_all(head).await.ok()?;
+    stream.write_all(head.as_bytes()).await.ok()?;
     let (mut read, mut write) = stream.into_split();
     let dribble = async {
         if let Kind::Dribble = kind {
@@ -249,11 +256,17 @@ async fn client(
     let mut errors = 0;
     while Instant::now() < until {
         let start = Instant::now();
-        match client.get(url).bearer_auth(token).send().await {
-            Ok(r) if r.status().is_success() && r.bytes().await.is_ok() => {
-                latencies.push(start.elapsed())
+        let failure = match client.get(url).bearer_auth(token).send().await {
+            Ok(r) if r.status().is_success() => r.bytes().await.err().map(|e| e.to_string()),
+            Ok(r) => Some(format!("status {}", r.status())),
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            None => latencies.push(start.elapsed()),
+            Some(failure) => {
+                errors += 1;
+                eprintln!("[slowloris] client error: {failure}");
             }
-            _ => errors += 1,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

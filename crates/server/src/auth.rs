@@ -79,7 +79,7 @@ impl<R: Role> FromRequestParts<AppState> for Authorized<R> {
         let caller = match state.tokens.caller(&parts.headers) {
             Ok(caller) => caller,
             Err(failure) => {
-                return Err(match state.auth_failures.failed(ip, failure.reason()) {
+                return Err(match state.auth_failures.failed(ip, failure) {
                     Some(wait) => ApiError::AuthFailures(wait),
                     None => ApiError::Unauthorized,
                 });

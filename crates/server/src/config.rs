@@ -431,14 +431,20 @@ mod tests {
             (vec![("CACHE_PREFIX", "spy*")], "CACHE_PREFIX"),
             (vec![("WS_PUSH_INTERVAL_MS", "0")], "WS_PUSH_INTERVAL_MS"),
             (vec![("WS_PUSH_INTERVAL_MS", "soon")], "WS_PUSH_INTERVAL_MS"),
-            (vec![("HTTP_HEADER_TIMEOUT_MS", "0")], "HTTP_HEADER_TIMEOUT_MS"),
+            (
+                vec![("HTTP_HEADER_TIMEOUT_MS", "0")],
+                "HTTP_HEADER_TIMEOUT_MS",
+            ),
             (vec![("HTTP_BODY_TIMEOUT_MS", "1s")], "HTTP_BODY_TIMEOUT_MS"),
             (
                 vec![("HTTP_REQUEST_TIMEOUT_MS", "-5")],
                 "HTTP_REQUEST_TIMEOUT_MS",
             ),
             (vec![("HTTP_MAX_CONNECTIONS", "0")], "HTTP_MAX_CONNECTIONS"),
-            (vec![("HTTP_MAX_CONNECTIONS", "many")], "HTTP_MAX_CONNECTIONS"),
+            (
+                vec![("HTTP_MAX_CONNECTIONS", "many")],
+                "HTTP_MAX_CONNECTIONS",
+            ),
             (
                 vec![("AUTH_FAILURES_PER_MINUTE", "lots")],
                 "AUTH_FAILURES_PER_MINUTE",

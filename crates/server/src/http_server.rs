@@ -170,7 +170,9 @@ pub fn default_max_connections() -> usize {
         }
     };
     let cap = limit.saturating_sub(DESCRIPTOR_RESERVE).max(16);
-    usize::try_from(cap).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS)
+    usize::try_from(cap)
+        .unwrap_or(usize::MAX)
+        .min(Semaphore::MAX_PERMITS)
 }
 
 /// Errors about one connection that went away before it was accepted: the

@@ -90,7 +90,10 @@ impl RateLimiter {
             away: AtomicBool::new(false),
             fallback: Memory::new(per_minute),
         };
-        Ok(RateLimiter::with(Limiter::Redis(Arc::new(window)), miss_cost))
+        Ok(RateLimiter::with(
+            Limiter::Redis(Arc::new(window)),
+            miss_cost,
+        ))
     }
 
     fn with(limiter: Limiter, miss_cost: u32) -> Self {

@@ -15,10 +15,10 @@ use crate::auth::failures::AuthFailures;
 use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, HttpLimits, Settings};
 use crate::rate_limit::{RateLimiter, RedisLimits};
-use crate::{http_server, routes};
 use crate::service::realtime::Realtime;
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
+use crate::{http_server, routes};
 
 pub struct Application {
     listener: TcpListener,

@@ -13,6 +13,10 @@
 //! an operator whose clients sit behind one shared address may raise the
 //! threshold, or set 0 to turn the block off (failures are still counted).
 //!
+//! Only a presented token that is wrong counts toward the block: a request
+//! without one guesses nothing, and a client that forgot its header must
+//! not block its neighbours. Both are counted in the metric.
+//!
 //! IPv6 addresses are keyed by their /64: one host holds a whole /64, and
 //! would otherwise have 2^64 fresh budgets.
 //!
@@ -28,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::AuthFailure;
 
 /// The metric counting failed authentications, labelled by `reason`
 /// (`missing`, `invalid`, `blocked`).
@@ -77,8 +83,11 @@ impl AuthFailures {
     }
 
     /// Counts a failure; `Some(seconds to wait)` when it blocked the address.
-    pub fn failed(&self, ip: Option<IpAddr>, reason: &'static str) -> Option<u64> {
-        metrics::counter!(FAILURES_METRIC, "reason" => reason).increment(1);
+    pub fn failed(&self, ip: Option<IpAddr>, failure: AuthFailure) -> Option<u64> {
+        metrics::counter!(FAILURES_METRIC, "reason" => failure.reason()).increment(1);
+        if failure == AuthFailure::Missing {
+            return None;
+        }
         let (budget, ip) = (self.budget.as_ref()?, key(ip?));
         if self.failures.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune();
@@ -132,10 +141,15 @@ mod tests {
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
         for _ in 0..3 {
-            assert_eq!(failures.failed(a, "invalid"), None);
+            assert_eq!(failures.failed(a, AuthFailure::Invalid), None);
+        }
+        for _ in 0..10 {
+            assert_eq!(failures.failed(a, AuthFailure::Missing), None, "no guess");
         }
         assert_eq!(failures.blocked(a), None, "three failures are allowed");
-        let wait = failures.failed(a, "invalid").expect("the fourth blocks");
+        let wait = failures
+            .failed(a, AuthFailure::Invalid)
+            .expect("the fourth blocks");
         assert!((1..=20).contains(&wait), "{wait}");
         assert!(failures.blocked(a).is_some());
         assert_eq!(failures.blocked(b), None);
@@ -150,7 +164,7 @@ mod tests {
         assert_ne!(key(one), key("2001:db8:0:1::1".parse().unwrap()));
         let off = AuthFailures::new(0);
         for _ in 0..100 {
-            assert_eq!(off.failed(Some(one), "invalid"), None);
+            assert_eq!(off.failed(Some(one), AuthFailure::Invalid), None);
         }
         assert_eq!(off.blocked(Some(one)), None);
     }

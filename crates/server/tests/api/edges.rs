@@ -50,7 +50,10 @@ async fn read_until_closed(stream: &mut (impl AsyncReadExt + Unpin)) -> Option<(
     })
     .await;
     read.ok()?;
-    Some((start.elapsed(), String::from_utf8_lossy(&received).into_owned()))
+    Some((
+        start.elapsed(),
+        String::from_utf8_lossy(&received).into_owned(),
+    ))
 }
 
 /// One response of a kept-alive connection: status, and the JSON body.
@@ -160,7 +163,10 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         .await
         .expect("an idle connection is closed");
     assert!(after >= TIMEOUT / 2, "closed after {after:?}");
-    assert!(rest.is_empty() || rest.starts_with("HTTP/1.1 408"), "{rest}");
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 408"),
+        "{rest}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +211,10 @@ async fn a_body_announced_above_the_limit_is_refused_before_it_is_sent() {
         let (status, body) = read_response(&mut stream).await;
         assert_eq!(status, 413, "{path}: {body}");
         assert_eq!(body["error"], "payload_too_large", "{path}: {body}");
-        assert!(start.elapsed() < TIMEOUT, "{path}: not before the body timeout");
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "{path}: not before the body timeout"
+        );
     }
 }
 
@@ -291,7 +300,12 @@ async fn a_request_not_answered_in_time_gets_a_json_503() {
     let app = env.spawn_with(settings).await;
     env.redis.as_ref().unwrap().pause();
     let start = Instant::now();
-    let response = app.analytics("ghosts", &spywatcher_analytics::GuildId::parse("1").unwrap()).await;
+    let response = app
+        .analytics(
+            "ghosts",
+            &spywatcher_analytics::GuildId::parse("1").unwrap(),
+        )
+        .await;
     let took = start.elapsed();
     env.redis.as_ref().unwrap().resume();
     let body = assert_error(response, 503).await;
