@@ -18,8 +18,11 @@
 //! - [`routes`]: thin HTTP handlers, one module per URL subtree
 //!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`,
 //!   `routes/ws.rs` the WebSocket `/ws`).
-//! - [`auth`], [`rate_limit`], [`error`]: bearer tokens and roles, 429s, and
-//!   every error as `{"error", "message"}`.
+//! - [`auth`], [`rate_limit`], [`error`]: bearer tokens and roles (failed
+//!   ones counted and blocked per address, `auth/failures.rs`), 429s (a
+//!   cache miss weighing more than a hit; Redis behind a breaker), and
+//!   every error as `{"error", "message"}`. `routes/framing.rs` reads a
+//!   request body only when it is JSON, uncompressed and within the limit.
 //! - [`cli`] and [`commands`]: `serve [--demo]`, `seed`, `migrate`,
 //!   `cache {stats,clear,invalidate}`.
 
