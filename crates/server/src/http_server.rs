@@ -66,7 +66,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     let max_connections = limits
         .max_connections
-        .unwrap_or_else(default_max_connections);
+        .unwrap_or_else(default_max_connections)
+        .min(Semaphore::MAX_PERMITS);
     info!(
         max_connections,
         header_timeout_ms = limits.header_timeout.as_millis() as u64,
