@@ -9,6 +9,12 @@
 //! few comparisons, and a layer per route group cost the hottest route more
 //! than the check itself (a boxed service cloned and a future boxed per
 //! request).
+//!
+//! The scheme is matched without regard to case (`bearer`, `BEARER`: RFC
+//! 7235). Failed authentications are counted and slowed per client address
+//! ([`failures`]): 429 once an address fails too often.
+
+pub mod failures;
 
 use std::marker::PhantomData;
 
@@ -18,6 +24,7 @@ use axum::http::{HeaderMap, header};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::rate_limit::ClientIp;
 use crate::state::AppState;
 
 /// What a route requires of its caller.
@@ -65,7 +72,19 @@ impl<R: Role> FromRequestParts<AppState> for Authorized<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = state.tokens.caller(&parts.headers)?;
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        if let Some(wait) = state.auth_failures.blocked(ip) {
+            return Err(ApiError::AuthFailures(wait));
+        }
+        let caller = match state.tokens.caller(&parts.headers) {
+            Ok(caller) => caller,
+            Err(failure) => {
+                return Err(match state.auth_failures.failed(ip, failure) {
+                    Some(wait) => ApiError::AuthFailures(wait),
+                    None => ApiError::Unauthorized,
+                });
+            }
+        };
         if !R::allows(caller) {
             return Err(ApiError::Forbidden(R::ACTION));
         }
@@ -112,15 +131,18 @@ impl Tokens {
         &self.admin
     }
 
-    /// The caller named by an `Authorization: Bearer` header; 401 without one.
-    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        headers
+    /// The caller named by an `Authorization: Bearer` header.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, AuthFailure> {
+        let credentials = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .and_then(|presented| self.identify(presented))
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(AuthFailure::Missing)?
+            .to_str()
+            .map_err(|_| AuthFailure::Invalid)?;
+        let presented = match credentials.trim_start().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => return Err(AuthFailure::Invalid),
+        };
+        self.identify(presented).ok_or(AuthFailure::Invalid)
     }
 
     /// Whose token this is. Every configured token is compared, each in
@@ -141,6 +163,25 @@ impl Tokens {
             Some(Caller::Api)
         } else {
             None
+        }
+    }
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header.
+    Missing,
+    /// Another scheme, or a token that is not configured.
+    Invalid,
+}
+
+impl AuthFailure {
+    /// The `reason` label of the failures metric.
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Invalid => "invalid",
         }
     }
 }
@@ -174,5 +215,24 @@ mod tests {
         assert_eq!(tokens.identify("nope"), None);
         assert_eq!(tokens.identify(""), None);
         assert_eq!(generate_token().len(), 48);
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_others_are_refused() {
+        let tokens = Tokens::new("a".repeat(20), None, None);
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            tokens.caller(&headers)
+        };
+        let admin = "a".repeat(20);
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            assert_eq!(with(&format!("{scheme} {admin}")), Ok(Caller::Admin));
+        }
+        assert_eq!(with(&format!("Bearer   {admin} ")), Ok(Caller::Admin));
+        assert_eq!(with(&format!("Basic {admin}")), Err(AuthFailure::Invalid));
+        assert_eq!(with(&format!("Bearer{admin}")), Err(AuthFailure::Invalid));
+        assert_eq!(with("Bearer nope"), Err(AuthFailure::Invalid));
+        assert_eq!(tokens.caller(&HeaderMap::new()), Err(AuthFailure::Missing));
     }
 }

@@ -60,6 +60,36 @@ pub struct Settings {
     /// its WebSocket subscribers (`WS_PUSH_INTERVAL_MS`): a burst of events
     /// becomes a few pushes, not a burst of queries.
     pub ws_push_interval: Duration,
+    /// Timeouts and caps of the HTTP connections.
+    pub http: HttpLimits,
+    /// Failed authentications a client address may make per minute before
+    /// its requests get 429 (`AUTH_FAILURES_PER_MINUTE`); 0 turns it off.
+    pub auth_failures_per_minute: u32,
+    /// Rate-limit units a cache miss costs a client; a hit costs 1
+    /// (`RATE_LIMIT_MISS_COST`).
+    pub rate_limit_miss_cost: u32,
+    /// How long the Redis rate limiter waits for Redis before the request
+    /// falls back to the in-process limiter (`RATE_LIMIT_REDIS_TIMEOUT_MS`).
+    pub rate_limit_redis_timeout: Duration,
+}
+
+/// What a client connection may cost the server, in time and descriptors.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time to receive a request line and headers, from the moment the
+    /// connection waits for them: after accept, and after each response on
+    /// a kept-alive connection, so it is the idle timeout too
+    /// (`HTTP_HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// Time to receive a request body, from the end of its headers
+    /// (`HTTP_BODY_TIMEOUT_MS`).
+    pub body_timeout: Duration,
+    /// Time to answer a request, body included; a WebSocket's life after
+    /// its upgrade is not bounded (`HTTP_REQUEST_TIMEOUT_MS`).
+    pub request_timeout: Duration,
+    /// Open connections at most (`HTTP_MAX_CONNECTIONS`); by default the
+    /// descriptor limit less a reserve for the database and Redis.
+    pub max_connections: Option<usize>,
 }
 
 /// The TTLs of SPEC 2.3.
@@ -184,6 +214,48 @@ impl Settings {
                 }
                 interval => interval.unwrap_or(Duration::from_secs(1)),
             },
+            http: HttpLimits {
+                header_timeout: vars
+                    .positive_millis("HTTP_HEADER_TIMEOUT_MS")?
+                    .unwrap_or(Duration::from_secs(10)),
+                body_timeout: vars
+                    .positive_millis("HTTP_BODY_TIMEOUT_MS")?
+                    .unwrap_or(Duration::from_secs(10)),
+                request_timeout: vars
+                    .positive_millis("HTTP_REQUEST_TIMEOUT_MS")?
+                    .unwrap_or(Duration::from_secs(30)),
+                max_connections: match vars
+                    .parse::<usize>("HTTP_MAX_CONNECTIONS", "a number of connections")?
+                {
+                    Some(0) => {
+                        return Err(ConfigError {
+                            variable: "HTTP_MAX_CONNECTIONS",
+                            message: "must be at least 1".into(),
+                        });
+                    }
+                    max => max,
+                },
+            },
+            auth_failures_per_minute: vars
+                .parse(
+                    "AUTH_FAILURES_PER_MINUTE",
+                    "a number of failures (0 turns the slowdown off)",
+                )?
+                .unwrap_or(30),
+            rate_limit_miss_cost: match vars
+                .parse::<u32>("RATE_LIMIT_MISS_COST", "a number of requests")?
+            {
+                Some(0) => {
+                    return Err(ConfigError {
+                        variable: "RATE_LIMIT_MISS_COST",
+                        message: "must be at least 1 (the cost of a hit)".into(),
+                    });
+                }
+                cost => cost.unwrap_or(10),
+            },
+            rate_limit_redis_timeout: vars
+                .positive_millis("RATE_LIMIT_REDIS_TIMEOUT_MS")?
+                .unwrap_or(Duration::from_millis(250)),
         })
     }
 
@@ -277,6 +349,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             .map(Duration::from_millis))
     }
 
+    /// Milliseconds, 0 refused (a zero timeout would refuse everything).
+    fn positive_millis(&self, variable: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match self.millis(variable)? {
+            Some(Duration::ZERO) => Err(ConfigError {
+                variable,
+                message: "must be at least 1 millisecond".into(),
+            }),
+            millis => Ok(millis),
+        }
+    }
+
     fn bool(&self, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self
             .text(variable)
@@ -358,6 +441,29 @@ mod tests {
             (
                 vec![("EVENT_MAX_FUTURE_SKEW_MS", "5min")],
                 "EVENT_MAX_FUTURE_SKEW_MS",
+            ),
+            (
+                vec![("HTTP_HEADER_TIMEOUT_MS", "0")],
+                "HTTP_HEADER_TIMEOUT_MS",
+            ),
+            (vec![("HTTP_BODY_TIMEOUT_MS", "1s")], "HTTP_BODY_TIMEOUT_MS"),
+            (
+                vec![("HTTP_REQUEST_TIMEOUT_MS", "-5")],
+                "HTTP_REQUEST_TIMEOUT_MS",
+            ),
+            (vec![("HTTP_MAX_CONNECTIONS", "0")], "HTTP_MAX_CONNECTIONS"),
+            (
+                vec![("HTTP_MAX_CONNECTIONS", "many")],
+                "HTTP_MAX_CONNECTIONS",
+            ),
+            (
+                vec![("AUTH_FAILURES_PER_MINUTE", "lots")],
+                "AUTH_FAILURES_PER_MINUTE",
+            ),
+            (vec![("RATE_LIMIT_MISS_COST", "0")], "RATE_LIMIT_MISS_COST"),
+            (
+                vec![("RATE_LIMIT_REDIS_TIMEOUT_MS", "0")],
+                "RATE_LIMIT_REDIS_TIMEOUT_MS",
             ),
             (
                 vec![("REDIS_CLUSTER_NODES", "a:1,b:2")],

@@ -23,8 +23,18 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The client did not send its body in time.
+    #[error("the request body was not received within {0} ms")]
+    BodyTimeout(u64),
+    /// The server did not answer in time (`HTTP_REQUEST_TIMEOUT_MS`).
+    #[error("the request was not answered within {0} ms")]
+    Timeout(u64),
     #[error("too many requests: retry in {0} s")]
     RateLimited(u64),
+    #[error("too many failed authentications from this address: retry in {0} s")]
+    AuthFailures(u64),
     #[error("the database is unavailable")]
     Database(#[source] StoreError),
     #[error("internal error")]
@@ -41,7 +51,13 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::AuthFailures(_) => (StatusCode::TOO_MANY_REQUESTS, "auth_failures"),
             ApiError::Database(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
@@ -71,10 +87,17 @@ impl IntoResponse for ApiError {
             body["field"] = json!(v.field);
         }
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::RateLimited(secs) = self {
+        if let ApiError::RateLimited(secs) | ApiError::AuthFailures(secs) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::UnsupportedMediaType(_) = self {
+            // RFC 7694: a 415 names the content codings the server takes.
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
         }
         response
     }

@@ -6,6 +6,8 @@
 //! - [`config`]: settings from the environment (SPEC 6), parsed once.
 //! - [`startup`]: [`startup::Application::build`] makes the whole service
 //!   from settings; `main` and the API tests start it the same way.
+//! - [`http_server`]: the accept loop: HTTP/1.1 connections with header,
+//!   body and request timeouts, under a cap on open connections.
 //! - [`service`]: analytics through the cache (keys, TTLs, tags of SPEC
 //!   2.3), ingestion with precise invalidation (SPEC 2.4), and the database
 //!   journal of invalidations (pending ones, and applied ones kept for the
@@ -16,8 +18,11 @@
 //! - [`routes`]: thin HTTP handlers, one module per URL subtree
 //!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`,
 //!   `routes/ws.rs` the WebSocket `/ws`).
-//! - [`auth`], [`rate_limit`], [`error`]: bearer tokens and roles, 429s, and
-//!   every error as `{"error", "message"}`.
+//! - [`auth`], [`rate_limit`], [`error`]: bearer tokens and roles (failed
+//!   ones counted and blocked per address, `auth/failures.rs`), 429s (a
+//!   cache miss weighing more than a hit; Redis behind a breaker), and
+//!   every error as `{"error", "message"}`. `routes/framing.rs` reads a
+//!   request body only when it is JSON, uncompressed and within the limit.
 //! - [`cli`] and [`commands`]: `serve [--demo]`, `seed`, `migrate`,
 //!   `cache {stats,clear,invalidate}`.
 
@@ -26,6 +31,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod http_server;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;

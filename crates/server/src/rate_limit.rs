@@ -1,14 +1,26 @@
 //! Rate limiting of the analytics routes (SPEC 4): 429 with `Retry-After`.
 //! The budget is per client: the caller's role and its IP address.
 //!
+//! A request is admitted for one unit; when its answer was a cache miss
+//! (a query), the client is charged `RATE_LIMIT_MISS_COST − 1` more, so a
+//! client asking for ever new `since` values runs out of budget ten times
+//! sooner than one reading cached answers. The charge may take the budget
+//! below what is left (the query has already run): the client then waits.
+//!
 //! In memory by default (GCRA, per client); with
 //! `ENABLE_REDIS_RATE_LIMITING=true` the counters live in Redis, so every
-//! instance shares one budget per client. A Redis fault lets the request
-//! through: limiting is protection, not a reason to fail requests.
+//! instance shares one budget per client. Redis is behind a breaker of its
+//! own: after one failed or slow call, requests are limited in process
+//! (each instance's own budget) and do not wait on Redis until a background
+//! probe hears it answer again. Limiting is protection, not a reason to
+//! fail or slow requests. (The cache's breaker is not used: it closes only
+//! once the cache's invalidation journal is applied, which is nothing to
+//! the limiter.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -16,92 +28,106 @@ use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::aio::ConnectionManager;
+use tracing::{info, warn};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-pub enum RateLimiter {
-    Off,
-    Memory(Arc<DefaultKeyedRateLimiter<Client>>),
-    Redis {
-        conn: ConnectionManager,
-        prefix: String,
-        per_minute: u32,
-        script: Arc<redis::Script>,
-    },
+pub struct RateLimiter {
+    limiter: Limiter,
+    /// Extra units a miss costs on top of the unit it was admitted for.
+    miss_extra: u32,
 }
 
-/// One fixed one-minute window per client: INCR, and set the window's
-/// expiry on the first request. Returns the count and the window's ms left.
-const WINDOW_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {count, redis.call('PTTL', KEYS[1])}
-";
+enum Limiter {
+    Off,
+    Memory(Memory),
+    Redis(Arc<RedisWindow>),
+}
+
+/// How the Redis limiter reaches Redis.
+pub struct RedisLimits {
+    /// The longest a request waits for Redis before it is limited in
+    /// process instead.
+    pub timeout: Duration,
+    /// Time between two probes while Redis is away.
+    pub probe_interval: Duration,
+}
 
 impl RateLimiter {
-    pub fn memory(per_minute: u32) -> Self {
-        match NonZeroU32::new(per_minute) {
-            None => RateLimiter::Off,
-            Some(n) => {
-                RateLimiter::Memory(Arc::new(governor::RateLimiter::keyed(Quota::per_minute(n))))
-            }
-        }
+    /// `per_minute` requests per client (0 turns limiting off); a miss costs
+    /// `miss_cost` units.
+    pub fn memory(per_minute: u32, miss_cost: u32) -> Self {
+        let limiter = match NonZeroU32::new(per_minute) {
+            None => Limiter::Off,
+            Some(n) => Limiter::Memory(Memory::new(n)),
+        };
+        RateLimiter::with(limiter, miss_cost)
     }
 
-    pub fn redis(url: &str, prefix: &str, per_minute: u32) -> anyhow::Result<Self> {
-        if per_minute == 0 {
-            return Ok(RateLimiter::Off);
-        }
+    pub fn redis(
+        url: &str,
+        prefix: &str,
+        per_minute: u32,
+        miss_cost: u32,
+        limits: RedisLimits,
+    ) -> anyhow::Result<Self> {
+        let Some(per_minute) = NonZeroU32::new(per_minute) else {
+            return Ok(RateLimiter::with(Limiter::Off, miss_cost));
+        };
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_connection_timeout(Some(limits.timeout))
+            .set_response_timeout(Some(limits.timeout))
             .set_number_of_retries(1);
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RateLimiter::Redis {
+        let window = RedisWindow {
             conn,
             prefix: format!("{prefix}ratelimit:"),
             per_minute,
-            script: Arc::new(redis::Script::new(WINDOW_SCRIPT)),
-        })
+            script: redis::Script::new(WINDOW_SCRIPT),
+            limits,
+            away: AtomicBool::new(false),
+            fallback: Memory::new(per_minute),
+        };
+        Ok(RateLimiter::with(
+            Limiter::Redis(Arc::new(window)),
+            miss_cost,
+        ))
     }
 
-    /// 429 when the client is over its budget.
+    fn with(limiter: Limiter, miss_cost: u32) -> Self {
+        RateLimiter {
+            limiter,
+            miss_extra: miss_cost.saturating_sub(1),
+        }
+    }
+
+    /// 429 when the client is over its budget; otherwise one unit spent.
     pub async fn admit(&self, caller: Caller, ClientIp(ip): ClientIp) -> Result<(), ApiError> {
-        self.check((caller, ip))
-            .await
-            .map_err(ApiError::RateLimited)
+        let client = (caller, ip);
+        let over = match &self.limiter {
+            Limiter::Off => None,
+            Limiter::Memory(memory) => memory.take(&client, 1),
+            Limiter::Redis(redis) => redis.take(client, 1).await,
+        };
+        match over {
+            Some(wait) => Err(ApiError::RateLimited(wait)),
+            None => Ok(()),
+        }
     }
 
-    /// `Err(seconds to wait)` when the client is over its budget.
-    async fn check(&self, client: Client) -> Result<(), u64> {
-        match self {
-            RateLimiter::Off => Ok(()),
-            RateLimiter::Memory(limiter) => limiter.check_key(&client).map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                wait.as_secs() + 1
-            }),
-            RateLimiter::Redis {
-                conn,
-                prefix,
-                per_minute,
-                script,
-            } => {
-                let mut conn = conn.clone();
-                let (caller, ip) = client;
-                let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
-                let key = format!("{prefix}{}:{ip}", caller.as_str());
-                let mut invocation = script.key(key);
-                invocation.arg(60_000);
-                let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
-                match tokio::time::timeout(Duration::from_millis(250), call).await {
-                    Ok(Ok((count, ms_left))) if count > u64::from(*per_minute) => {
-                        Err((ms_left.max(0) as u64).div_ceil(1000).max(1))
-                    }
-                    Ok(Ok(_)) => Ok(()),
-                    _ => Ok(()),
-                }
+    /// Charges the extra cost of a cache miss to a client already admitted.
+    pub async fn charge_miss(&self, caller: Caller, ClientIp(ip): ClientIp) {
+        if self.miss_extra == 0 {
+            return;
+        }
+        let client = (caller, ip);
+        match &self.limiter {
+            Limiter::Off => {}
+            Limiter::Memory(memory) => memory.drain(&client, self.miss_extra),
+            Limiter::Redis(redis) => {
+                redis.take(client, self.miss_extra).await;
             }
         }
     }
@@ -110,9 +136,129 @@ impl RateLimiter {
 /// Who a budget belongs to.
 type Client = (Caller, Option<IpAddr>);
 
+/// The in-process limiter: GCRA per client, a minute's budget as burst.
+struct Memory {
+    limiter: DefaultKeyedRateLimiter<Client>,
+}
+
+impl Memory {
+    fn new(per_minute: NonZeroU32) -> Self {
+        Memory {
+            limiter: governor::RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+
+    /// Takes `units`; `Some(seconds to wait)` (and nothing taken) when they
+    /// are not there.
+    fn take(&self, client: &Client, units: u32) -> Option<u64> {
+        let units = NonZeroU32::new(units)?;
+        match self.limiter.check_key_n(client, units) {
+            Ok(Ok(())) => None,
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Some(wait.as_secs() + 1)
+            }
+            // More units than a whole budget: never there.
+            Err(_) => Some(60),
+        }
+    }
+
+    /// Takes `units`, or all that is left when fewer are: a cost incurred
+    /// is charged even when the budget cannot cover it. (GCRA has no debt:
+    /// emptying the budget is the most it can charge.)
+    fn drain(&self, client: &Client, units: u32) {
+        if self.take(client, units).is_some() {
+            for _ in 1..units {
+                if self.take(client, 1).is_some() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One fixed one-minute window per client: INCRBY the cost, and give the
+/// window its expiry when it has none (the first request of the window).
+/// Returns the count and the window's ms left.
+const WINDOW_SCRIPT: &str = r"
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+";
+
+/// The Redis limiter with its breaker and in-process fallback.
+struct RedisWindow {
+    conn: ConnectionManager,
+    prefix: String,
+    per_minute: NonZeroU32,
+    script: redis::Script,
+    limits: RedisLimits,
+    /// Open breaker: Redis failed and no probe has heard it since.
+    away: AtomicBool,
+    /// Limits while Redis is away.
+    fallback: Memory,
+}
+
+impl RedisWindow {
+    /// Takes `units` from the client's window; `Some(seconds to wait)` when
+    /// the window is over budget.
+    async fn take(self: &Arc<Self>, client: Client, units: u32) -> Option<u64> {
+        if self.away.load(Ordering::Acquire) {
+            return self.fallback.take(&client, units);
+        }
+        let (caller, ip) = client;
+        let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let mut invocation = self
+            .script
+            .key(format!("{}{}:{ip}", self.prefix, caller.as_str()));
+        invocation.arg(60_000).arg(units);
+        let mut conn = self.conn.clone();
+        let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
+        match tokio::time::timeout(self.limits.timeout, call).await {
+            Ok(Ok((count, ms_left))) => (count > u64::from(self.per_minute.get()))
+                .then(|| (ms_left.max(0) as u64).div_ceil(1000).max(1)),
+            Ok(Err(e)) => self.went_away(&client, units, &e.to_string()),
+            Err(_) => self.went_away(&client, units, "no answer in time"),
+        }
+    }
+
+    /// Opens the breaker (starting the probe if this call opened it) and
+    /// limits this request in process.
+    fn went_away(self: &Arc<Self>, client: &Client, units: u32, why: &str) -> Option<u64> {
+        if !self.away.swap(true, Ordering::AcqRel) {
+            warn!(
+                error = why,
+                "rate limiter: Redis unavailable; limiting in process until it answers"
+            );
+            tokio::spawn(Arc::clone(self).probe());
+        }
+        self.fallback.take(client, units)
+    }
+
+    /// Pings Redis until it answers, then closes the breaker.
+    async fn probe(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.limits.probe_interval).await;
+            let mut conn = self.conn.clone();
+            let ping = redis::cmd("PING");
+            let ping = ping.query_async::<String>(&mut conn);
+            if let Ok(Ok(_)) = tokio::time::timeout(self.limits.timeout, ping).await {
+                self.away.store(false, Ordering::Release);
+                info!("rate limiter: Redis answers again; limits are shared again");
+                return;
+            }
+        }
+    }
+}
+
 /// The peer's IP address (none when the server runs without connection
 /// info, as in some tests).
-pub struct ClientIp(Option<IpAddr>);
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;

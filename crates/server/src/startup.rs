@@ -11,17 +11,19 @@ use spywatcher_cache::{Backend, Cache, CacheConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+use crate::auth::failures::AuthFailures;
 use crate::auth::{Tokens, generate_token};
-use crate::config::{CacheBackend, Settings};
-use crate::rate_limit::RateLimiter;
-use crate::routes;
+use crate::config::{CacheBackend, HttpLimits, Settings};
+use crate::rate_limit::{RateLimiter, RedisLimits};
 use crate::service::realtime::Realtime;
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
+use crate::{http_server, routes};
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    http: HttpLimits,
     /// The admin token made at start when none was configured.
     pub generated_admin_token: Option<String>,
 }
@@ -53,23 +55,35 @@ impl Application {
             settings.api_token.clone(),
         );
         let rate_limiter = match (&settings.cache, settings.redis_rate_limiting) {
-            (CacheBackend::Redis { url }, true) => {
-                RateLimiter::redis(url, &settings.cache_prefix, settings.rate_limit_per_minute)?
-            }
+            (CacheBackend::Redis { url }, true) => RateLimiter::redis(
+                url,
+                &settings.cache_prefix,
+                settings.rate_limit_per_minute,
+                settings.rate_limit_miss_cost,
+                RedisLimits {
+                    timeout: settings.rate_limit_redis_timeout,
+                    probe_interval: settings.breaker_cooldown,
+                },
+            )?,
             (CacheBackend::Embedded, true) => {
                 anyhow::bail!("ENABLE_REDIS_RATE_LIMITING: needs REDIS_URL")
             }
-            _ => RateLimiter::memory(settings.rate_limit_per_minute),
+            _ => RateLimiter::memory(
+                settings.rate_limit_per_minute,
+                settings.rate_limit_miss_cost,
+            ),
         };
         let service = Spywatcher::new(store, cache, settings.ttls.clone());
         let state = AppState::new(Shared {
             realtime: Realtime::new(service.clone(), settings.ws_push_interval),
             service,
             tokens: Arc::new(tokens),
+            auth_failures: AuthFailures::new(settings.auth_failures_per_minute),
             rate_limiter: Arc::new(rate_limiter),
             metrics,
             body_limit: settings.body_limit_bytes,
             event_max_future_skew: settings.event_max_future_skew,
+            body_timeout: settings.http.body_timeout,
         });
         let address = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(address)
@@ -78,6 +92,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            http: settings.http.clone(),
             generated_admin_token,
         })
     }
@@ -96,12 +111,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = routes::router(self.state);
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        http_server::serve(self.listener, app, &self.http, shutdown).await
     }
 }
 

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Tokens;
+use crate::auth::failures::AuthFailures;
 use crate::rate_limit::RateLimiter;
 use crate::service::Spywatcher;
 use crate::service::realtime::Realtime;
@@ -33,9 +36,12 @@ pub struct Shared {
     /// The guild feeds of the WebSocket connections.
     pub realtime: Realtime,
     pub tokens: Arc<Tokens>,
+    pub auth_failures: AuthFailures,
     pub rate_limiter: Arc<RateLimiter>,
     pub metrics: PrometheusHandle,
     pub body_limit: usize,
     /// How far in the future an event's `createdAt` may lie.
     pub event_max_future_skew: std::time::Duration,
+    /// `HTTP_BODY_TIMEOUT_MS`, for the 408's message.
+    pub body_timeout: Duration,
 }

@@ -127,6 +127,7 @@ async fn serve_demo_then_the_walk_through() {
     let invalid = client
         .post(format!("{base}/api/events/role-changes"))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body(r#"[{"guildId":"1","userId":"2","username":"a","addedRoles":["mod"]},{"guildId":"1","userId":"x","username":"b","addedRoles":[]}]"#)
         .send()
         .await

@@ -5,16 +5,15 @@
 //! no middleware layer, no parameter map, nothing boxed per request.
 
 use axum::extract::FromRequestParts;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use spywatcher_analytics::{AnalyticsKind, GuildId, Since};
 
 use super::extract;
-use crate::auth::{Authorized, Reader};
+use super::framing::OptionalJsonBody;
+use crate::auth::{Authorized, Caller, Reader};
 use crate::error::ApiError;
 use crate::rate_limit::ClientIp;
 use crate::state::AppState;
@@ -59,7 +58,8 @@ pub async fn get(
     let query = uri.query();
     let guild = extract::guild_id(extract::param(query, "guildId").as_deref())?;
     let since = extract::since(extract::param(query, "since").as_deref())?;
-    respond(&state, kind, &guild, since, if_none_match.as_ref()).await
+    let client = (auth.caller, ip);
+    respond(&state, client, kind, &guild, since, if_none_match.as_ref()).await
 }
 
 /// The POST alias: the parameters may also come in a JSON body, whose
@@ -74,10 +74,9 @@ pub async fn post(
     Kind(kind): Kind,
     uri: Uri,
     IfNoneMatch(if_none_match): IfNoneMatch,
-    body: Result<Bytes, BytesRejection>,
+    OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
     state.rate_limiter.admit(auth.caller, ip).await?;
-    let body = extract::body(body, state.body_limit)?;
     let fields = if body.is_empty() {
         serde_json::Map::new()
     } else {
@@ -112,19 +111,25 @@ pub async fn post(
                 .map_err(|e| ApiError::BadRequest(format!("since {value}: {e}")))?,
         ),
     };
-    respond(&state, kind, &guild, since, if_none_match.as_ref()).await
+    let client = (auth.caller, ip);
+    respond(&state, client, kind, &guild, since, if_none_match.as_ref()).await
 }
 
 /// The analytics as JSON with its `ETag` and `X-Cache`, or 304 when the
-/// client already holds this version.
+/// client already holds this version. A miss costs the client more of its
+/// rate-limit budget than the hit it was admitted for: it made a query.
 async fn respond(
     state: &AppState,
+    (caller, ip): (Caller, ClientIp),
     kind: AnalyticsKind,
     guild: &GuildId,
     since: Option<Since>,
     if_none_match: Option<&HeaderValue>,
 ) -> Result<Response, ApiError> {
     let (json, origin) = state.service.analytics(kind, guild, since).await?;
+    if !origin.is_hit() {
+        state.rate_limiter.charge_miss(caller, ip).await;
+    }
     let etag = etag(json.digest);
     let x_cache = HeaderValue::from_static(if origin.is_hit() { "hit" } else { "miss" });
     if matches_etag(if_none_match, &etag) {

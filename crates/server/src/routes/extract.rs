@@ -4,9 +4,7 @@
 use std::borrow::Cow;
 
 use axum::extract::Path;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::http::StatusCode;
-use bytes::Bytes;
+use axum::extract::rejection::PathRejection;
 use spywatcher_analytics::{GuildId, Since};
 
 use crate::error::ApiError;
@@ -38,16 +36,6 @@ pub fn param<'q>(query: Option<&'q str>, name: &str) -> Option<Cow<'q, str>> {
 pub fn path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(segment)| segment)
         .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
-}
-
-pub fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BadRequest(format!("unreadable body: {}", e.body_text()))
-        }
-    })
 }
 
 pub fn json(body: &[u8]) -> Result<serde_json::Value, ApiError> {

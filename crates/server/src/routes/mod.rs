@@ -5,6 +5,7 @@ pub mod admin;
 pub mod analytics;
 pub mod events;
 pub mod extract;
+pub mod framing;
 pub mod health;
 pub mod metrics;
 pub mod openapi;

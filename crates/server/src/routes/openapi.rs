@@ -40,7 +40,11 @@ fn build() -> Value {
         "401": error_response("Missing or unknown token"),
         "403": error_response("Token lacks the read role"),
         "404": error_response("Unknown analytics type"),
-        "429": error_response("Rate limited; see Retry-After")
+        "408": error_response("POST: the body was not received within HTTP_BODY_TIMEOUT_MS"),
+        "413": error_response("POST: body larger than BODY_LIMIT_BYTES (refused from Content-Length before it is read)"),
+        "415": error_response("POST with a body: Content-Type is not application/json, or the body has a Content-Encoding"),
+        "429": error_response("Rate limited (a cache miss costs RATE_LIMIT_MISS_COST units, a hit one), or too many failed authentications from this address; see Retry-After"),
+        "503": error_response("Not answered within HTTP_REQUEST_TIMEOUT_MS")
     });
     let analytics_op = |verb: &str| {
         json!({
@@ -63,7 +67,9 @@ fn build() -> Value {
             "responses": {
                 "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } },
                 "401": error_response("Missing or unknown token"),
-                "403": error_response("Not the admin token")
+                "403": error_response("Not the admin token"),
+                "429": error_response("Too many failed authentications from this address; see Retry-After"),
+                "503": error_response("Not answered within HTTP_REQUEST_TIMEOUT_MS")
             }
         });
         if let (Some(op), Some(extra)) = (op.as_object_mut(), extra.as_object()) {
@@ -96,8 +102,12 @@ fn build() -> Value {
                         "401": error_response("Missing or unknown token"),
                         "403": error_response("Token lacks the ingest role"),
                         "404": error_response("Unknown event kind"),
-                        "413": error_response("Body too large"),
-                        "422": error_response("An invalid event (a number for an id, a createdAt out of range or too far in the future...): names its index and field; nothing stored")
+                        "408": error_response("The body was not received within HTTP_BODY_TIMEOUT_MS"),
+                        "413": error_response("Body larger than BODY_LIMIT_BYTES (refused from Content-Length before it is read)"),
+                        "415": error_response("Content-Type is not application/json (a charset parameter is fine), or the body has a Content-Encoding"),
+                        "422": error_response("An invalid event (a number for an id, a createdAt out of range or too far in the future...): names its index and field; nothing stored"),
+                        "429": error_response("Too many failed authentications from this address; see Retry-After"),
+                        "503": error_response("Not answered within HTTP_REQUEST_TIMEOUT_MS")
                     }
                 }
             },
@@ -124,14 +134,16 @@ fn build() -> Value {
                     "101": { "description": "Switching to the WebSocket protocol" },
                     "400": error_response("Not a WebSocket handshake"),
                     "401": error_response("Missing or unknown token"),
-                    "403": error_response("Token lacks the read role")
+                    "403": error_response("Token lacks the read role"),
+                    "429": error_response("Too many failed authentications from this address; see Retry-After")
                 }
             } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "Text exposition format" } } } },
             "/api/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } }
         },
         "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer",
+                "description": "Authorization: Bearer <token>; the scheme in any case (RFC 7235)" } },
             "schemas": {
                 "Snowflake": { "type": "string", "pattern": "^[0-9]{1,20}$",
                     "description": "A Discord id: always a JSON string, never a number" },

@@ -139,6 +139,7 @@ async fn bad_analytics_requests_get_4xx_json() {
     }
     let not_json = app
         .request(reqwest::Method::POST, "/api/analytics/ghosts", Some(API))
+        .header("content-type", "application/json")
         .body("{guildId: 1")
         .send()
         .await

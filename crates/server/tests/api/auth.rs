@@ -91,6 +91,8 @@ async fn analytics_are_rate_limited_with_retry_after() {
     let env = TestEnv::new(Db::Sqlite, false).await;
     let mut settings = env.settings();
     settings.rate_limit_per_minute = 5;
+    // Each request a unit, the first one's miss included (misses: edges.rs).
+    settings.rate_limit_miss_cost = 1;
     let app = env.spawn_with(settings).await;
     let mut statuses = Vec::new();
     for _ in 0..8 {
@@ -119,6 +121,7 @@ async fn redis_rate_limiting_is_shared_between_instances() {
     let env = TestEnv::new(Db::Sqlite, true).await;
     let mut settings = env.settings();
     settings.rate_limit_per_minute = 4;
+    settings.rate_limit_miss_cost = 1;
     settings.redis_rate_limiting = true;
     let a = env.spawn_with(settings.clone()).await;
     let b = env.spawn_with(settings).await;
