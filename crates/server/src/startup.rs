@@ -15,7 +15,7 @@ use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, Settings};
 use crate::rate_limit::RateLimiter;
 use crate::routes;
-use crate::service::realtime::Realtime;
+use crate::service::realtime::{Realtime, RealtimeSettings};
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
 
@@ -63,7 +63,7 @@ impl Application {
         };
         let service = Spywatcher::new(store, cache, settings.ttls.clone());
         let state = AppState::new(Shared {
-            realtime: Realtime::new(service.clone(), settings.ws_push_interval),
+            realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,
             tokens: Arc::new(tokens),
             rate_limiter: Arc::new(rate_limiter),
@@ -101,6 +101,16 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await
+    }
+}
+
+fn realtime_settings(settings: &Settings) -> RealtimeSettings {
+    RealtimeSettings {
+        push_interval: settings.ws_push_interval,
+        recompute_concurrency: settings.ws_recompute_concurrency,
+        max_connections: settings.ws_max_connections,
+        max_connections_per_token: settings.ws_max_connections_per_token,
+        max_subscriptions: settings.ws_max_subscriptions,
     }
 }
 

@@ -37,6 +37,7 @@ use tracing::warn;
 use crate::breaker::Breaker;
 use crate::testing::Hooks;
 use routes::{Handler, Kind, Route, Router};
+pub use routes::RouteCounts;
 use subscriber::{Change, Subscriber};
 
 #[cfg(test)]
@@ -235,6 +236,12 @@ impl PubSub {
         InlineSubscription {
             _route: self.add_route(route, Handler::Inline(handler)).await,
         }
+    }
+
+    /// The channels and patterns subscribed to: what every publish on
+    /// Redis is matched against, for this process.
+    pub fn subscriptions(&self) -> RouteCounts {
+        self.inner.router.counts()
     }
 
     /// Changes each time the subscriber is subscribed again after a gap (a
