@@ -36,8 +36,8 @@ use tracing::warn;
 
 use crate::breaker::Breaker;
 use crate::testing::Hooks;
-use routes::{Handler, Kind, Route, Router};
 pub use routes::RouteCounts;
+use routes::{Handler, Kind, Route, Router};
 use subscriber::{Change, Subscriber};
 
 #[cfg(test)]

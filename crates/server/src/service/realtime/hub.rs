@@ -20,7 +20,7 @@ use tracing::debug;
 use super::frames::{Frame, Push, render};
 use super::outbox::Outbox;
 use super::schedule::Slot;
-use super::{Refused, RealtimeSettings, index};
+use super::{RealtimeSettings, Refused, index};
 use crate::service::Spywatcher;
 
 pub(super) struct Hub {
@@ -144,7 +144,9 @@ impl Hub {
         }
         let of_token = connections.per_token.entry(token).or_default();
         if *of_token >= settings.max_connections_per_token {
-            return Err(Refused::TokenConnections(settings.max_connections_per_token));
+            return Err(Refused::TokenConnections(
+                settings.max_connections_per_token,
+            ));
         }
         *of_token += 1;
         connections.total += 1;
@@ -197,7 +199,10 @@ impl Hub {
         };
         let before = entry.subscribers.len();
         entry.subscribers.retain(|o| o.id() != outbox);
-        let (removed, now_empty) = (before - entry.subscribers.len(), entry.subscribers.is_empty());
+        let (removed, now_empty) = (
+            before - entry.subscribers.len(),
+            entry.subscribers.is_empty(),
+        );
         table.subscriptions -= removed;
         if removed > 0 && now_empty {
             table.watched -= 1;
@@ -221,9 +226,10 @@ impl Table {
     /// Removes the guild once it has no subscriber and nothing running; when
     /// it was the last, the watcher's handle is taken out (to stop it).
     pub(super) fn forget_if_idle(&mut self, guild: &GuildId) -> Option<WatcherHandle> {
-        let idle = self.guilds.get(guild).is_some_and(|g| {
-            g.subscribers.is_empty() && !g.slots.iter().any(Slot::is_running)
-        });
+        let idle = self
+            .guilds
+            .get(guild)
+            .is_some_and(|g| g.subscribers.is_empty() && !g.slots.iter().any(Slot::is_running));
         if idle {
             self.guilds.remove(guild);
         }

@@ -174,6 +174,11 @@ impl Realtime {
         self.hub.stats.recomputations[index(kind)].load(Ordering::Relaxed)
     }
 
+    /// Recomputations running now.
+    pub fn recomputations_running(&self) -> usize {
+        self.hub.stats.running.load(Ordering::Relaxed)
+    }
+
     /// The most recomputations that ran at once since start.
     pub fn most_recomputations_at_once(&self) -> usize {
         self.hub.stats.most_running.load(Ordering::Relaxed)

@@ -69,9 +69,8 @@ impl Inbox {
     /// The next frame. Never `None` while the connection holds its outbox.
     pub(super) async fn recv(&mut self) -> Option<Frame> {
         if self.outbox.any_missed.swap(false, Ordering::Acquire) {
-            let missed = std::mem::take(
-                &mut *self.outbox.missed.lock().unwrap_or_else(|e| e.into_inner()),
-            );
+            let missed =
+                std::mem::take(&mut *self.outbox.missed.lock().unwrap_or_else(|e| e.into_inner()));
             self.notices.extend(missed.into_iter().map(|(guild, n)| {
                 error_frame(&format!(
                     "missed {n} updates of guild {} (reading too slowly); re-read its analytics",

@@ -20,12 +20,12 @@ use tracing::warn;
 
 use super::frames::{Push, render};
 use super::hub::{Hub, WatcherHandle};
+use super::index;
 use super::publish::{
     ALL_ANALYTICS_CHANNELS, ALL_INVALIDATION_CHANNELS, AnalyticsUpdate, guild_of_analytics,
     guild_of_invalidation, now,
 };
 use super::schedule::{Key, Queue};
-use super::index;
 
 /// The message on `cache:invalidated:{guildId}`, published by ingestion.
 #[derive(Deserialize)]
@@ -132,7 +132,10 @@ impl Watcher {
             drop(table);
             self.hub.stats.started(kind);
             let key = (guild.clone(), kind);
-            let id = self.running.spawn(recompute(self.hub.clone(), guild, kind)).id();
+            let id = self
+                .running
+                .spawn(recompute(self.hub.clone(), guild, kind))
+                .id();
             self.running_keys.insert(id, key);
         }
         self.hub.stats.queue_gauge.set(self.queue.len() as f64);
