@@ -838,3 +838,41 @@ async fn a_numeric_guild_id_is_refused() {
     assert_eq!(app.state.realtime.subscriptions(), 0);
     subscribe(&mut socket, &GuildId::parse("123").unwrap()).await;
 }
+
+/// Two instances on one Redis, a subscriber on each: an event ingested by
+/// one reaches both subscribers once, and each analytics it changed once,
+/// although both instances recompute and publish it (each update arrives
+/// twice at each instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_instances_each_subscriber_sees_each_change_once() {
+    let env = TestEnv::new(Db::Sqlite, true).await;
+    let (a, b) = (
+        WsApp::spawn(&env, Duration::from_millis(200)).await,
+        WsApp::spawn(&env, Duration::from_millis(200)).await,
+    );
+    let guilds = seed(&a.state.service.store).await;
+    let guild = &guilds[0];
+    let mut on_a = a.connect(API).await.expect("handshake");
+    let mut on_b = b.connect(API).await.expect("handshake");
+    subscribe(&mut on_a, guild).await;
+    subscribe(&mut on_b, guild).await;
+
+    let kind = EventKind::Typing;
+    a.post_events(kind, event(kind, guild, "990004")).await;
+    for (name, socket) in [("on a", &mut on_a), ("on b", &mut on_b)] {
+        let invalidated = next_json(socket, Duration::from_secs(2)).await;
+        assert_eq!(invalidated["type"], "invalidated", "{name}: {invalidated}");
+        let mut seen = Vec::new();
+        while seen.len() < kind.invalidates().len() {
+            let frame = next_json(socket, Duration::from_secs(2)).await;
+            assert_eq!(frame["type"], "analytics", "{name}: {frame}");
+            let analytics = frame["analytics"].as_str().unwrap().to_string();
+            assert!(!seen.contains(&analytics), "{name}: {analytics} twice");
+            seen.push(analytics);
+        }
+        assert_silent(socket, Duration::from_millis(500), name).await;
+    }
+    for app in [&a, &b] {
+        assert!(app.state.realtime.recomputations(AnalyticsKind::Ghosts) >= 1);
+    }
+}
