@@ -28,8 +28,8 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -44,7 +44,8 @@ WebSocket fan-out under a burst: /health/live latency, batch acknowledgement,
 RSS per watched guild, recomputations per second; with and without subscribers.
 
 usage: fanout [--server PATH] [--redis] [--connections N] [--guilds N]
-              [--events N] [--settle SECONDS] [--only with|without] [--help]
+              [--events N] [--settle SECONDS] [--only with|without]
+              [--logs DIR] [--help]
 
   --server PATH      the spywatcher binary (default: target/release/spywatcher,
                      beside this example)
@@ -54,6 +55,7 @@ usage: fanout [--server PATH] [--redis] [--connections N] [--guilds N]
   --events N         typing events in the one batch, one per guild (default 10000)
   --settle SECONDS   longest wait for the recomputations to end (default 120)
   --only with|without   one of the two runs
+  --logs DIR         keep each server's log there (default: dropped)
 
 Environment variables given to the server (WS_*, RUST_LOG...) pass through.
 Needs redis-server on PATH with --redis.";
@@ -73,6 +75,7 @@ struct Opts {
     events: usize,
     settle: Duration,
     runs: Vec<bool>,
+    logs: Option<PathBuf>,
 }
 
 impl Opts {
@@ -89,6 +92,7 @@ impl Opts {
             events: 10_000,
             settle: Duration::from_secs(120),
             runs: vec![true, false],
+            logs: None,
         };
         let mut args = std::env::args().skip(1);
         let number = |value: Option<String>, name: &str| -> Result<usize, String> {
@@ -101,6 +105,7 @@ impl Opts {
                 "--help" | "-h" => return Err(String::new()),
                 "--server" => opts.server = args.next().ok_or("--server takes a path")?.into(),
                 "--redis" => opts.redis = true,
+                "--logs" => opts.logs = Some(args.next().ok_or("--logs takes a directory")?.into()),
                 "--connections" => opts.connections = number(args.next(), "--connections")?,
                 "--guilds" => opts.guilds = number(args.next(), "--guilds")?,
                 "--events" => opts.events = number(args.next(), "--events")?,
@@ -137,11 +142,15 @@ struct Server {
 }
 
 impl Server {
-    async fn start(opts: &Opts) -> Server {
+    async fn start(opts: &Opts, name: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let redis = opts.redis.then(RedisServer::start);
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let log = match &opts.logs {
+            Some(logs) => logs.join(format!("{name}.log")),
+            None => dir.path().join("server.log"),
+        };
+        let log = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(&opts.server);
         command
             .arg("serve")
@@ -157,7 +166,10 @@ impl Server {
             .env("API_TOKEN", API)
             .env("RATE_LIMIT_PER_MINUTE", "0")
             .env("BODY_LIMIT_BYTES", (64 * 1024 * 1024).to_string())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("warn".into()),
+            )
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())
             .stderr(log)
@@ -356,7 +368,8 @@ struct Report {
 }
 
 async fn run(opts: &Opts, with_subscribers: bool) -> Report {
-    let server = Server::start(opts).await;
+    let name = if with_subscribers { "with" } else { "without" };
+    let server = Server::start(opts, name).await;
     let client = reqwest::Client::new();
     // Settle the allocator and the first requests' buffers.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -483,7 +496,11 @@ fn mb(kb: u64) -> String {
 }
 
 fn print(opts: &Opts, reports: &[(bool, Report)]) {
-    let cache = if opts.redis { "Redis" } else { "embedded cache" };
+    let cache = if opts.redis {
+        "Redis"
+    } else {
+        "embedded cache"
+    };
     println!(
         "\nWebSocket fan-out: {} connections × {} guilds, one batch of {} typing events; SQLite, {cache}\n",
         opts.connections, opts.guilds, opts.events
@@ -508,9 +525,10 @@ fn print(opts: &Opts, reports: &[(bool, Report)]) {
         Ok(d) => ms(*d),
         Err(e) => e.clone(),
     });
-    row("`/health/live` p99 during the burst (target < 50 ms)", &|r| {
-        ms(quantile(&r.live, 0.99))
-    });
+    row(
+        "`/health/live` p99 during the burst (target < 50 ms)",
+        &|r| ms(quantile(&r.live, 0.99)),
+    );
     row("`/health/live` p50 / max (samples, failed)", &|r| {
         format!(
             "{} / {} ({}, {})",
