@@ -72,6 +72,10 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Client messages are small: anything larger is refused as its frame
 /// header arrives.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Read buffer of a socket, allocated (and zeroed) per connection; the
+/// default, 128 KiB, would be most of an idle connection's memory. Client
+/// messages are a few dozen bytes.
+const READ_BUFFER: usize = 4 * 1024;
 /// What a client refused for a connection cap is told to wait.
 const RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -105,6 +109,7 @@ pub async fn connect(
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| session(connection, socket)))
 }
 
