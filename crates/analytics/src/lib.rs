@@ -10,7 +10,9 @@
 //!   2.4); [`AnalyticsKind`]; [`Event`] and its [`Payload`]; and
 //!   [`parse_events`], which turns a request body (one object or an array)
 //!   into events or a [`ValidationError`] naming the event index and field.
-//!   Unknown fields are rejected.
+//!   Unknown fields are rejected; `createdAt` and `since` share one set of
+//!   forms and one range (`domain/timestamp.rs`), and `createdAt` may lie
+//!   at most a given skew in the future.
 //! * [`store`]: [`EventStore`], one type over both databases.
 //!   `connect(url)` (runs migrations from `migrations/{postgres,sqlite}`),
 //!   `ingest` (one transaction, all or nothing, run in its own task so a
@@ -56,7 +58,7 @@
 //!     {"guildId": "1", "userId": "7", "username": "ann", "channelId": "3", "channel": "general"},
 //!     {"guildId": "1", "userId": "7", "username": "ann", "channelId": "3", "channel": "general"},
 //! ]);
-//! let events = parse_events(EventKind::Typing, body)?;
+//! let events = parse_events(EventKind::Typing, body, spywatcher_analytics::DEFAULT_MAX_FUTURE_SKEW)?;
 //! let tags: Vec<String> = EventKind::Typing.invalidates().iter().map(|k| format!("analytics:{k}")).collect();
 //! let (stored, _journal_id) = store.ingest_with_journal(&events, &tags).await?;
 //! assert_eq!(stored, 2);
@@ -81,8 +83,8 @@ pub use analytics::{
     RoleDriftRow,
 };
 pub use domain::{
-    AnalyticsKind, ChannelId, ClientSet, Event, EventKind, GuildId, Payload, Since, Snowflake,
-    UserId, ValidationError, parse_events, parse_events_at,
+    AnalyticsKind, ChannelId, ClientSet, DEFAULT_MAX_FUTURE_SKEW, Event, EventKind, GuildId,
+    Payload, Since, Snowflake, UserId, ValidationError, parse_events, parse_events_at,
 };
 pub use generator::{GeneratorConfig, Summary, generate_into, generated_guild_ids};
 pub use store::{EventStore, JournalEntry, StoreError};

@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use spywatcher_analytics::{EventKind, JournalEntry, StoreError, parse_events_at};
+use spywatcher_analytics::{
+    DEFAULT_MAX_FUTURE_SKEW, EventKind, JournalEntry, StoreError, parse_events_at,
+};
 
 #[tokio::test]
 async fn a_batch_with_one_invalid_event_stores_nothing() {
@@ -48,7 +50,8 @@ async fn a_rejected_request_body_names_the_event_and_field() {
         {"guildId": GUILD, "userId": "1", "username": "ann", "clients": ["web"]},
         {"guildId": GUILD, "userId": 7, "username": "ann", "clients": ["web"]},
     ]);
-    let err = parse_events_at(EventKind::Presence, body, now()).unwrap_err();
+    let err =
+        parse_events_at(EventKind::Presence, body, now(), DEFAULT_MAX_FUTURE_SKEW).unwrap_err();
     assert_eq!(
         err.to_string(),
         "event 2: field \"userId\": must be a string of 1-20 decimal digits"

@@ -4,10 +4,12 @@ mod common;
 
 use common::now;
 use serde_json::{Value, json};
-use spywatcher_analytics::{ClientSet, EventKind, Payload, parse_events_at};
+use spywatcher_analytics::{
+    ClientSet, DEFAULT_MAX_FUTURE_SKEW, EventKind, Payload, parse_events_at,
+};
 
 fn error(kind: EventKind, body: Value) -> String {
-    parse_events_at(kind, body, now())
+    parse_events_at(kind, body, now(), DEFAULT_MAX_FUTURE_SKEW)
         .expect_err("should be rejected")
         .to_string()
 }
@@ -41,7 +43,8 @@ fn each_kind_parses_its_fields() {
         (EventKind::MemberJoin, json!({"accountAgeDays": 0})),
     ];
     for (kind, fields) in cases {
-        let events = parse_events_at(kind, with(fields.clone()), now()).unwrap();
+        let events =
+            parse_events_at(kind, with(fields.clone()), now(), DEFAULT_MAX_FUTURE_SKEW).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind(), kind);
         assert_eq!(events[0].created_at, now(), "createdAt defaults to now");
@@ -62,7 +65,8 @@ fn a_batch_is_an_array_and_created_at_takes_both_forms() {
         with(json!({"clients": [], "createdAt": "2026-11-01T00:00:00Z"})),
         with(json!({"clients": ["mobile"], "createdAt": 1_793_491_200_000_i64})),
     ]);
-    let events = parse_events_at(EventKind::Presence, body, now()).unwrap();
+    let events =
+        parse_events_at(EventKind::Presence, body, now(), DEFAULT_MAX_FUTURE_SKEW).unwrap();
     assert_eq!(events[0].created_at, events[1].created_at);
     assert_eq!(
         events[1].payload,
@@ -70,6 +74,51 @@ fn a_batch_is_an_array_and_created_at_takes_both_forms() {
             clients: ClientSet::MOBILE
         }
     );
+}
+
+#[test]
+fn created_at_takes_every_form_of_an_instant_alike() {
+    let body = json!([
+        with(json!({"clients": [], "createdAt": "2026-11-01T00:00:00Z"})),
+        with(json!({"clients": [], "createdAt": "2026-11-01T01:00:00+01:00"})),
+        with(json!({"clients": [], "createdAt": 1_793_491_200_000_i64})),
+        with(json!({"clients": [], "createdAt": "1793491200000"})),
+    ]);
+    let events =
+        parse_events_at(EventKind::Presence, body, now(), DEFAULT_MAX_FUTURE_SKEW).unwrap();
+    assert!(events.iter().all(|e| e.created_at == events[0].created_at));
+    assert_eq!(events[0].created_at.timestamp_millis(), 1_793_491_200_000);
+}
+
+#[test]
+fn created_at_may_lie_at_most_the_skew_in_the_future() {
+    let skew = std::time::Duration::from_secs(300);
+    let at = |ms: i64| with(json!({"clients": [], "createdAt": ms}));
+    let latest = now().timestamp_millis() + 300_000;
+    assert!(parse_events_at(EventKind::Presence, at(latest), now(), skew).is_ok());
+    let body = json!([at(latest - 1), at(latest + 1)]);
+    let err = parse_events_at(EventKind::Presence, body, now(), skew).unwrap_err();
+    assert_eq!((err.index, err.field.as_str()), (1, "createdAt"));
+    assert!(err.message.contains("2026-11-20T12:05:00.000Z"), "{err}");
+    // Year 9999 is a valid instant, but not a plausible time for an event.
+    let far = with(json!({"clients": [], "createdAt": "9999-12-31T23:59:59Z"}));
+    let err = parse_events_at(EventKind::Presence, far, now(), skew).unwrap_err();
+    assert_eq!(err.field, "createdAt");
+    // The skew is configurable: none at all refuses the next millisecond.
+    let next = at(now().timestamp_millis() + 1);
+    assert!(parse_events_at(EventKind::Presence, next, now(), std::time::Duration::ZERO).is_err());
+}
+
+#[test]
+fn ids_are_strings_never_numbers() {
+    for field in ["guildId", "userId", "channelId"] {
+        let mut body = with(json!({"channelId": "3", "channel": "general"}));
+        body[field] = json!(123);
+        let err =
+            parse_events_at(EventKind::Typing, body, now(), DEFAULT_MAX_FUTURE_SKEW).unwrap_err();
+        assert_eq!(err.field, field);
+        assert_eq!(err.message, "must be a string of 1-20 decimal digits");
+    }
 }
 
 #[test]
@@ -115,7 +164,7 @@ fn rejections_name_the_event_and_field() {
         (
             EventKind::Typing,
             typing(json!({"createdAt": "yesterday"})),
-            "event 0: field \"createdAt\": must be an RFC 3339 timestamp or epoch milliseconds",
+            "event 0: field \"createdAt\": must be an RFC 3339 timestamp or epoch milliseconds (an integer or a string of digits), from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z",
         ),
         (
             EventKind::Typing,

@@ -272,8 +272,17 @@ impl Cache {
         deleted
     }
 
+    /// Invalidates one tag (see [`invalidate_by_tags`](Self::invalidate_by_tags)),
+    /// and logs at INFO the line operators of the reference design expect,
+    /// `Invalidated N cache entries for tag: T`: an operator's action.
     pub async fn invalidate_by_tag(&self, tag: &str) -> u64 {
-        self.invalidate_by_tags(&[tag]).await
+        let tags = vec![tag.to_string()];
+        let counts = self.invalidate_tags(&tags, None).await;
+        match counts.as_deref() {
+            Some([n]) => info!("Invalidated {n} cache entries for tag: {tag}"),
+            _ => info!("Invalidation of tag: {tag} journaled until Redis answers"),
+        }
+        counts.map_or(0, |counts| counts.iter().sum())
     }
 
     /// Makes every entry stored under any of `tags` unreadable, in O(1)
@@ -281,36 +290,49 @@ impl Cache {
     /// recorded under the tags: an upper bound, as it counts entries that
     /// may since have expired or been overwritten. With Redis unreachable,
     /// the invalidation is journaled and 0 is returned.
+    ///
+    /// Logs each tag at DEBUG only: a batch of events can invalidate tens of
+    /// thousands of tags, and the caller knows what to summarise.
     pub async fn invalidate_by_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        let counts = self
-            .inner
-            .invalidate(PendingInvalidation::Tags { tags: tags.clone() }, None)
-            .await;
-        Counters::add(&self.inner.counters.invalidations, 1);
-        log_invalidated(&tags, counts.as_deref());
-        counts.map_or(0, |counts| counts.iter().sum())
+        self.invalidate_tags(&tags, None)
+            .await
+            .map_or(0, |counts| counts.iter().sum())
     }
 
     /// Invalidates `tags` when the caller has already recorded the
     /// invalidation in the shared journal as entry `journal_id` (a service
     /// writes it in the same database transaction as the event that caused
-    /// it). Returns `true` if the store took it now, so the caller may mark
-    /// its entry applied; `false` if it could not, in which case the entry
-    /// stays pending for the maintenance task, which applies it before
-    /// reads resume.
-    pub async fn invalidate_recorded<S: AsRef<str>>(&self, tags: &[S], journal_id: i64) -> bool {
+    /// it). Returns how many entries were under the tags (as
+    /// [`invalidate_by_tags`](Self::invalidate_by_tags) does) if the store
+    /// took it now, so the caller may mark its entry applied; `None` if it
+    /// could not, in which case the entry stays pending for the maintenance
+    /// task, which applies it before reads resume. Logs at DEBUG only.
+    pub async fn invalidate_recorded<S: AsRef<str>>(
+        &self,
+        tags: &[S],
+        journal_id: i64,
+    ) -> Option<u64> {
         let tags: Vec<String> = tags.iter().map(|t| t.as_ref().to_string()).collect();
-        let applied = self
+        self.invalidate_tags(&tags, Some(journal_id))
+            .await
+            .map(|counts| counts.iter().sum())
+    }
+
+    /// Counts per tag, or `None` when journaled; each tag logged at DEBUG.
+    async fn invalidate_tags(&self, tags: &[String], journal_id: Option<i64>) -> Option<Vec<u64>> {
+        let counts = self
             .inner
             .invalidate(
-                PendingInvalidation::Tags { tags: tags.clone() },
-                Some(journal_id),
+                PendingInvalidation::Tags {
+                    tags: tags.to_vec(),
+                },
+                journal_id,
             )
             .await;
         Counters::add(&self.inner.counters.invalidations, 1);
-        log_invalidated(&tags, applied.as_deref());
-        applied.is_some()
+        log_invalidated(tags, counts.as_deref());
+        counts
     }
 
     /// Deletes the entries whose keys match the Redis-style `glob`, only
@@ -398,7 +420,7 @@ impl Cache {
             Store::Embedded(store) => {
                 let figures = ServerFigures {
                     memory_used: human_bytes(store.weighted_size().await),
-                    evicted_keys: 0,
+                    evicted_keys: store.evicted().await,
                     key_count: store.entry_count().await,
                 };
                 (figures, "none")
@@ -612,18 +634,23 @@ impl Inner {
     }
 }
 
-/// The log line operators of the reference design grep for, one per tag.
+/// The line operators of the reference design grep for, one per tag, at
+/// DEBUG (see [`Cache::invalidate_by_tag`] for the operator's own, at INFO).
 fn log_invalidated(tags: &[String], counts: Option<&[u64]>) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     match counts {
         Some(counts) => {
             for (tag, n) in tags.iter().zip(counts) {
-                info!("Invalidated {n} cache entries for tag: {tag}");
+                debug!("Invalidated {n} cache entries for tag: {tag}");
             }
         }
-        None => info!(
-            "Invalidation of {} journaled until Redis answers",
-            tags.join(", ")
-        ),
+        None => {
+            for tag in tags {
+                debug!("Invalidation of tag: {tag} journaled until Redis answers");
+            }
+        }
     }
 }
 

@@ -142,10 +142,12 @@ pub(crate) fn decode_json(encoded: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, 
 }
 
 /// The same value stored plain (decompressed, with its digest), for the
-/// in-process tiers: a hit then hands out a slice of it.
+/// in-process tiers: a hit then hands out a slice of it. In a buffer of its
+/// own: a value read from Redis is a slice of its envelope, whose header
+/// would otherwise stay allocated, unseen by the tier's byte bound.
 pub(crate) fn plain(encoded: Bytes) -> Bytes {
     if encoded.first() == Some(&PLAIN) {
-        return encoded;
+        return Bytes::copy_from_slice(&encoded);
     }
     match json_and_digest(&encoded) {
         Ok((json, digest)) => with_header(PLAIN, digest, &json),

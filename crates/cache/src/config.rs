@@ -23,7 +23,8 @@ pub struct CacheConfig {
     pub default_ttl: Duration,
     /// Values whose JSON is larger than this many bytes are stored compressed.
     pub compression_threshold: usize,
-    /// Bound of the embedded store, in bytes of keys and values.
+    /// Bound of the embedded store, in bytes of what its entries cost the
+    /// process: keys, values, tags and bookkeeping.
     pub embedded_max_bytes: u64,
     /// Bound of the in-process L1 tier in front of Redis, in bytes; 0 turns
     /// L1 off. (Unused by the embedded store, which is in process already.)

@@ -56,7 +56,7 @@ impl Inner {
             None => l1.apply(&op).await,
         }
         self.hooks.reach(Step::InvalidateBeforeStore).await;
-        let attempt = self.redis_call(self.op_timeout(), self.apply(&op)).await;
+        let attempt = self.redis_call(self.budget(&op), self.apply(&op)).await;
         self.hooks.reach(Step::InvalidateAfterStore).await;
         if let Err(cause) = &attempt {
             // Before L1's second step: a read that takes its fence after
@@ -92,6 +92,21 @@ impl Inner {
                 self.skipped(op, journal_id.is_some(), cause).await
             }
         }
+    }
+
+    /// The time Redis gets to apply `op`: one op timeout per
+    /// [`REPLAY_CHUNK`] tags or keys. An ingest batch over 10,000 guilds
+    /// invalidates 40,000 tags in one pipeline, which a healthy Redis takes
+    /// a few hundred milliseconds to run: under one op timeout it would
+    /// count as an outage, open the breaker and stop caching for everyone.
+    fn budget(&self, op: &PendingInvalidation) -> Duration {
+        let items = match op {
+            PendingInvalidation::Tags { tags } => tags.len(),
+            PendingInvalidation::Keys { keys } => keys.len(),
+            PendingInvalidation::Pattern { .. } | PendingInvalidation::FlushAll => 1,
+        };
+        let chunks = u32::try_from(items.div_ceil(REPLAY_CHUNK).max(1)).unwrap_or(u32::MAX);
+        self.op_timeout().saturating_mul(chunks)
     }
 
     /// Opens the breaker after a failed invalidation: no read may reach
@@ -136,7 +151,7 @@ impl Inner {
             // Closed since our attempt: the recovery that closed it may
             // have read the journal before our entry was in it. (Or the
             // journal failed us: then applying it is all we can do.)
-            match self.redis_call(self.op_timeout(), self.apply(&op)).await {
+            match self.redis_call(self.budget(&op), self.apply(&op)).await {
                 Ok(counts) => {
                     if let Some(l1) = &self.l1 {
                         l1.apply(&op).await;

@@ -31,15 +31,16 @@
 //! journal even while Redis is skipped, and is emptied when its subscriber
 //! is subscribed again; `null` and empty values are cached; eviction loses
 //! values, never makes stale ones readable; the in-process store is bounded
-//! in bytes.
+//! in bytes of what its entries really cost (`store/embedded/cost.rs`), and
+//! counts what the bound evicts.
 //!
 //! # Layout
 //! - [`cache`]: the [`Cache`] API and the fail-open policy around the store;
 //!   `remember` (cache-or-load) in `remember.rs`; the order of an
 //!   invalidation (L1, Redis, L1 again, the bus, the journal) in
 //!   `invalidation.rs`.
-//! - `store/`: where entries live. `store::embedded` (moka, tag version cells)
-//!   and `store::redis` (Lua scripts in `store/redis/scripts/`, key layout in
+//! - `store/`: where entries live. `store::embedded` (moka, tag version
+//!   cells, the cost of an entry in `store/embedded/cost.rs`) and `store::redis` (Lua scripts in `store/redis/scripts/`, key layout in
 //!   `store/redis/keys.rs`; reads check tag markers held in process and kept
 //!   exact by Redis client tracking, `store/redis/tracking.rs`; calls go
 //!   only to a server whose identity was verified, `store/redis/link.rs`).

@@ -191,9 +191,11 @@ pub struct CacheStats {
     pub misses: u64,
     /// Percentage of lookups that hit, two decimals.
     pub hit_rate: f64,
-    /// Redis' `used_memory_human`, or the embedded store's weighted size.
+    /// Redis' `used_memory_human`, or the embedded store's weighted size
+    /// (what its entries cost the process, bookkeeping included).
     pub memory_used: String,
-    /// From Redis INFO (`evicted_keys`); 0 for the embedded store.
+    /// From Redis INFO (`evicted_keys`); for the embedded store, the entries
+    /// it removed (or refused) to keep within its byte bound.
     pub evicted_keys: u64,
     /// Entries under this cache's prefix (bookkeeping keys excluded).
     pub key_count: u64,

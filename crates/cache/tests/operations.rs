@@ -258,13 +258,45 @@ async fn an_invalidation_recorded_by_the_caller_is_not_journaled_twice() {
     let journal = std::sync::Arc::new(spywatcher_cache::MemoryJournal::new());
     let cache = redis_cache_with_journal(&server, journal.clone());
     cache.set("k", &1, SetOptions::default().tags(["t"])).await;
-    assert!(cache.invalidate_recorded(&["t"], 1).await, "Redis took it");
+    assert_eq!(
+        cache.invalidate_recorded(&["t"], 1).await,
+        Some(1),
+        "Redis took it: one entry was under the tag"
+    );
     assert_eq!(cache.get::<i32>("k").await, None);
     server.kill();
-    assert!(!cache.invalidate_recorded(&["t"], 2).await, "Redis down");
+    assert_eq!(
+        cache.invalidate_recorded(&["t"], 2).await,
+        None,
+        "Redis down"
+    );
     assert!(journal.is_empty(), "the caller's own record stands for it");
     assert!(
         cache.is_degraded(),
         "no reads from Redis until the journal is applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_invalidation_gets_time_in_proportion_not_the_breaker() {
+    // An ingest batch over many guilds invalidates tens of thousands of tags
+    // in one call. A healthy Redis needs longer than one op timeout for
+    // that: it must not count as an outage (breaker open, caching stopped).
+    let server = RedisServer::start();
+    let cache = Cache::new(CacheConfig {
+        op_timeout: Duration::from_millis(30),
+        ..fast_config(&server)
+    })
+    .expect("cache");
+    let tags: Vec<String> = (0..30_000).map(|i| format!("guild:{i}")).collect();
+    assert!(
+        cache
+            .set("kept", &1, SetOptions::default().tags(["guild:0"]))
+            .await
+    );
+    cache.invalidate_by_tags(&tags).await;
+    let stats = cache.stats().await;
+    assert_eq!(stats.journaled, 0, "the invalidation reached Redis");
+    assert_eq!(stats.circuit, "closed");
+    assert_eq!(cache.get::<i32>("kept").await, None);
 }

@@ -53,6 +53,9 @@ pub struct Settings {
     /// Requests per minute per client on the analytics routes; 0 turns it off.
     pub rate_limit_per_minute: u32,
     pub body_limit_bytes: usize,
+    /// How far in the future an event's `createdAt` may lie
+    /// (`EVENT_MAX_FUTURE_SKEW_MS`): a sender's clock may run ahead.
+    pub event_max_future_skew: Duration,
     /// Least time between two recomputations of one guild's analytics for
     /// its WebSocket subscribers (`WS_PUSH_INTERVAL_MS`): a burst of events
     /// becomes a few pushes, not a burst of queries.
@@ -179,6 +182,9 @@ impl Settings {
             body_limit_bytes: vars
                 .parse("BODY_LIMIT_BYTES", "a number of bytes")?
                 .unwrap_or(1024 * 1024),
+            event_max_future_skew: vars
+                .millis("EVENT_MAX_FUTURE_SKEW_MS")?
+                .unwrap_or(spywatcher_analytics::DEFAULT_MAX_FUTURE_SKEW),
             ws_push_interval: match vars.millis("WS_PUSH_INTERVAL_MS")? {
                 Some(Duration::ZERO) => {
                     return Err(ConfigError {
@@ -368,6 +374,7 @@ mod tests {
         assert_eq!(s.ws_push_interval, Duration::from_secs(1));
         assert_eq!(s.ws_recompute_concurrency, 2);
         assert_eq!(s.ws_max_subscriptions, 100);
+        assert_eq!(s.event_max_future_skew, Duration::from_secs(300));
     }
 
     #[test]
@@ -397,6 +404,10 @@ mod tests {
                 "WS_MAX_CONNECTIONS_PER_TOKEN",
             ),
             (vec![("WS_MAX_SUBSCRIPTIONS", "0")], "WS_MAX_SUBSCRIPTIONS"),
+            (
+                vec![("EVENT_MAX_FUTURE_SKEW_MS", "5min")],
+                "EVENT_MAX_FUTURE_SKEW_MS",
+            ),
             (
                 vec![("REDIS_CLUSTER_NODES", "a:1,b:2")],
                 "REDIS_CLUSTER_NODES",

@@ -69,6 +69,7 @@ impl Application {
             rate_limiter: Arc::new(rate_limiter),
             metrics,
             body_limit: settings.body_limit_bytes,
+            event_max_future_skew: settings.event_max_future_skew,
         });
         let address = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(address)

@@ -36,4 +36,6 @@ pub struct Shared {
     pub rate_limiter: Arc<RateLimiter>,
     pub metrics: PrometheusHandle,
     pub body_limit: usize,
+    /// How far in the future an event's `createdAt` may lie.
+    pub event_max_future_skew: std::time::Duration,
 }

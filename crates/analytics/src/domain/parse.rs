@@ -8,15 +8,22 @@
 //! silently replaced by "now".
 
 use std::fmt;
+use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::event::{Event, Payload, Violation};
+use super::timestamp::timestamp_from_json;
 use super::{ClientSet, EventKind, Snowflake};
 
 /// Largest batch accepted in one request.
 pub const MAX_BATCH: usize = 10_000;
+
+/// How far past the time of receipt a `createdAt` may lie, by default: room
+/// for a sender's clock running ahead, not for an event stamped in the
+/// future (which every `since` would count as recent for ever).
+pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// An event that cannot be accepted. `index` is its position in the batch
 /// (0 for a single object); `field` is the JSON field name, or `(body)` when
@@ -53,17 +60,30 @@ impl ValidationError {
 }
 
 /// Parses one event object or an array of them (a batch). Events without
-/// `createdAt` are stamped with the current time.
-pub fn parse_events(kind: EventKind, body: Value) -> Result<Vec<Event>, ValidationError> {
-    parse_events_at(kind, body, Utc::now())
+/// `createdAt` are stamped with the current time; a `createdAt` more than
+/// `max_future_skew` after it is refused.
+pub fn parse_events(
+    kind: EventKind,
+    body: Value,
+    max_future_skew: Duration,
+) -> Result<Vec<Event>, ValidationError> {
+    parse_events_at(kind, body, Utc::now(), max_future_skew)
 }
 
-/// [`parse_events`] with the default `createdAt` given.
+/// [`parse_events`] received at `now`.
 pub fn parse_events_at(
     kind: EventKind,
     body: Value,
     now: DateTime<Utc>,
+    max_future_skew: Duration,
 ) -> Result<Vec<Event>, ValidationError> {
+    let received = Received {
+        now,
+        latest: chrono::Duration::from_std(max_future_skew)
+            .ok()
+            .and_then(|skew| now.checked_add_signed(skew))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    };
     let body_error = |m: &str| ValidationError::new(0, "(body)", m);
     let items = match body {
         Value::Array(items) => items,
@@ -81,15 +101,21 @@ pub fn parse_events_at(
     items
         .iter()
         .enumerate()
-        .map(|(index, item)| parse_one(kind, index, item, now))
+        .map(|(index, item)| parse_one(kind, index, item, &received))
         .collect()
+}
+
+/// When a batch arrived, and the latest `createdAt` it may carry.
+struct Received {
+    now: DateTime<Utc>,
+    latest: DateTime<Utc>,
 }
 
 fn parse_one(
     kind: EventKind,
     index: usize,
     item: &Value,
-    now: DateTime<Utc>,
+    received: &Received,
 ) -> Result<Event, ValidationError> {
     let Value::Object(obj) = item else {
         return Err(ValidationError::new(
@@ -106,7 +132,7 @@ fn parse_one(
     let guild_id = f.snowflake("guildId")?.into();
     let user_id = f.snowflake("userId")?.into();
     let username = f.string("username")?;
-    let created_at = f.created_at(now)?;
+    let created_at = f.created_at(received)?;
     // The only per-kind code: which fields make up the payload.
     let payload = match kind {
         EventKind::Message => Payload::Message {
@@ -181,21 +207,27 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// RFC 3339 string or epoch milliseconds; absent or null means `now`.
-    fn created_at(&mut self, now: DateTime<Utc>) -> Result<DateTime<Utc>, ValidationError> {
+    /// An instant in any of the forms of `timestamp.rs`, no later than the
+    /// receipt allows; absent or null means the time of receipt.
+    fn created_at(&mut self, received: &Received) -> Result<DateTime<Utc>, ValidationError> {
         const FIELD: &str = "createdAt";
-        let parsed = match self.optional(FIELD) {
-            None => return Ok(now),
-            Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
-            Some(_) => None,
+        let Some(value) = self.optional(FIELD) else {
+            return Ok(received.now);
         };
-        parsed
-            .ok_or_else(|| self.error(FIELD, "must be an RFC 3339 timestamp or epoch milliseconds"))
+        let created_at =
+            timestamp_from_json(value).map_err(|e| self.error(FIELD, e.to_string()))?;
+        if created_at > received.latest {
+            return Err(self.error(
+                FIELD,
+                format!(
+                    "must not be later than the time of receipt plus the allowed clock skew ({})",
+                    received
+                        .latest
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ));
+        }
+        Ok(created_at)
     }
 
     fn array(&mut self, name: &'static str) -> Result<&'a Vec<Value>, ValidationError> {

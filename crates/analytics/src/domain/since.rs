@@ -5,11 +5,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// Why a string is not a valid `since`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be an RFC 3339 timestamp or epoch milliseconds")]
-pub struct InvalidSince;
+use super::timestamp::{self, InvalidTimestamp};
+
+/// Why a value is not a valid `since`: the forms and range of every instant
+/// a client sends (`timestamp.rs`).
+pub type InvalidSince = InvalidTimestamp;
 
 /// An instant with millisecond precision: the analytics compare stored
 /// `createdAt` (epoch ms) against it, so finer precision would be a lie.
@@ -18,21 +20,21 @@ pub struct InvalidSince;
 pub struct Since(i64);
 
 impl Since {
-    /// Accepts RFC 3339 (`2026-11-01T00:00:00Z`) or epoch milliseconds (`1793491200000`).
+    /// Accepts RFC 3339 (`2026-11-01T00:00:00Z`) or epoch milliseconds
+    /// (`1793491200000`), from 1970 to the end of year 9999.
     pub fn parse(s: &str) -> Result<Self, InvalidSince> {
-        let s = s.trim();
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            let ms: i64 = s.parse().map_err(|_| InvalidSince)?;
-            return Self::from_epoch_millis(ms).ok_or(InvalidSince);
-        }
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| Self(t.timestamp_millis()))
-            .map_err(|_| InvalidSince)
+        timestamp::parse_timestamp(s).map(Self::from)
     }
 
-    /// `None` when `ms` is outside what chrono can represent.
+    /// From a JSON body: a string as for [`parse`](Self::parse), or an
+    /// integer of epoch milliseconds.
+    pub fn from_json(value: &Value) -> Result<Self, InvalidSince> {
+        timestamp::timestamp_from_json(value).map(Self::from)
+    }
+
+    /// `None` when `ms` is outside the accepted range.
     pub fn from_epoch_millis(ms: i64) -> Option<Self> {
-        Utc.timestamp_millis_opt(ms).single().map(|_| Self(ms))
+        timestamp::from_epoch_millis(ms).ok().map(Self::from)
     }
 
     pub fn as_epoch_millis(&self) -> i64 {
@@ -108,6 +110,9 @@ mod tests {
             "-5",
             "99999999999999999999999",
             "2026-13-01T00:00:00Z",
+            // Year 10000, in either spelling.
+            "253402300800000",
+            "1969-12-31T23:59:59Z",
         ] {
             assert!(Since::parse(s).is_err(), "{s}");
         }

@@ -4,6 +4,11 @@
 //! An entry holds a reference to each of its tags' cells with the version it
 //! was written under; invalidating a tag bumps its cell, and a read compares a
 //! few atomics. No map lookup and no lock on the hit path.
+//!
+//! The byte bound counts what an entry really costs the process (`cost.rs`),
+//! and the entries the bound pushes out are counted (`evicted`).
+
+mod cost;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::Expiry;
+use moka::notification::RemovalCause;
 
 use super::{Lookup, Versions};
 
@@ -36,6 +42,8 @@ struct Entry {
     value: Bytes,
     tags: Box<[TagVersion]>,
     ttl: Duration,
+    /// What holding the entry costs, in bytes ([`cost::entry_cost`]): the weigher's answer.
+    cost: u32,
 }
 
 struct PerEntryTtl;
@@ -67,21 +75,36 @@ pub(crate) struct EmbeddedStore {
     /// A cell every entry and snapshot holds: bumping it (flush) makes every
     /// entry unreadable at once, and fences writes whose snapshot predates it.
     everything: Arc<TagCell>,
+    /// Entries removed to keep within the byte bound (moka's
+    /// `RemovalCause::Size`: evicted, or refused admission).
+    evicted: Arc<AtomicU64>,
 }
 
-#[derive(Default)]
 struct TagRegistry {
     cells: HashMap<String, Arc<TagCell>>,
-    /// Writes since the registry last dropped cells no entry refers to.
-    writes_since_gc: usize,
+    /// Size of `cells` at which cells no entry refers to are dropped.
+    collect_at: usize,
+}
+
+impl Default for TagRegistry {
+    fn default() -> Self {
+        TagRegistry {
+            cells: HashMap::new(),
+            collect_at: Self::MIN_COLLECT_AT,
+        }
+    }
 }
 
 impl TagRegistry {
-    const GC_EVERY: usize = 4096;
+    /// Below this many cells, none is collected: a sweep would free little.
+    const MIN_COLLECT_AT: usize = 1024;
 
     fn cell(&mut self, tag: &str) -> Arc<TagCell> {
         if let Some(cell) = self.cells.get(tag) {
             return cell.clone();
+        }
+        if self.cells.len() >= self.collect_at {
+            self.collect_garbage();
         }
         let cell = Arc::new(TagCell::default());
         self.cells.insert(tag.to_string(), cell.clone());
@@ -89,33 +112,39 @@ impl TagRegistry {
     }
 
     /// Keeps the registry bounded by the live entries: a cell only the
-    /// registry still refers to carries no entry and can be forgotten (a new
-    /// cell for the same tag starts a fresh version space, which no entry saw).
+    /// registry still refers to carries no entry and no load in flight, and
+    /// can be forgotten (a new cell for the same tag starts a fresh version
+    /// space, which no entry saw). Run when new cells have grown the map by
+    /// half of what survived the last sweep: the sweep's cost is spread
+    /// over those insertions, and the map holds at most 1.5 times the live
+    /// cells (plus [`Self::MIN_COLLECT_AT`]), whoever creates cells (a
+    /// write, or a read that takes a snapshot and never writes).
     fn collect_garbage(&mut self) {
-        self.writes_since_gc += 1;
-        if self.writes_since_gc >= Self::GC_EVERY {
-            self.writes_since_gc = 0;
-            self.cells.retain(|_, cell| Arc::strong_count(cell) > 1);
-        }
+        self.cells.retain(|_, cell| Arc::strong_count(cell) > 1);
+        let live = self.cells.len();
+        self.collect_at = (live + live / 2).max(Self::MIN_COLLECT_AT);
     }
 }
 
 impl EmbeddedStore {
     pub fn new(max_bytes: u64) -> Self {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counted = evicted.clone();
         let entries = moka::future::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, entry: &Arc<Entry>| {
-                // Key, value, and the entry's fixed overhead: a byte bound
-                // that counts what the process actually holds.
-                let bytes = key.len() + entry.value.len() + 96 + entry.tags.len() * 16;
-                u32::try_from(bytes).unwrap_or(u32::MAX)
-            })
+            .weigher(|_key: &String, entry: &Arc<Entry>| entry.cost)
             .expire_after(PerEntryTtl)
+            .eviction_listener(move |_key, _entry, cause| {
+                if cause == RemovalCause::Size {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         EmbeddedStore {
             entries,
             tags: Mutex::new(TagRegistry::default()),
             everything: Arc::new(TagCell::default()),
+            evicted,
         }
     }
 
@@ -163,7 +192,7 @@ impl EmbeddedStore {
         key: &str,
         value: Bytes,
         ttl: Duration,
-        tags: &[String],
+        names: &[String],
         expected: Option<Box<[TagVersion]>>,
     ) -> bool {
         let tags = match expected {
@@ -173,13 +202,18 @@ impl EmbeddedStore {
                 }
                 seen
             }
-            None => self.snapshot(tags),
+            None => self.snapshot(names),
         };
         for (cell, _) in tags.iter() {
             cell.members.fetch_add(1, Ordering::Relaxed);
         }
-        self.registry().collect_garbage();
-        let entry = Arc::new(Entry { value, tags, ttl });
+        let cost = cost::entry_cost(key, &value, names);
+        let entry = Arc::new(Entry {
+            value,
+            tags,
+            ttl,
+            cost,
+        });
         self.entries.insert(key.to_string(), entry).await;
         true
     }
@@ -235,5 +269,77 @@ impl EmbeddedStore {
     pub async fn weighted_size(&self) -> u64 {
         self.entries.run_pending_tasks().await;
         self.entries.weighted_size()
+    }
+
+    /// Entries removed to keep within the byte bound, since the start.
+    pub async fn evicted(&self) -> u64 {
+        self.entries.run_pending_tasks().await;
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Tags the registry holds a cell for (live or not collected yet).
+    #[cfg(test)]
+    fn registered_tags(&self) -> usize {
+        self.registry().cells.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn entries_pushed_out_by_the_bound_are_counted_and_nothing_else_is() {
+        let store = EmbeddedStore::new(256 * 1024);
+        let tags = ["guild:1".to_string()];
+        store
+            .set("kept", Bytes::from_static(b"v"), TTL, &tags, None)
+            .await;
+        store.delete_many(&["kept".to_string()]).await;
+        store.invalidate_tags(&tags);
+        assert_eq!(store.evicted().await, 0, "deletes are not evictions");
+        for i in 0..5_000 {
+            let key = format!("analytics:ghosts:1:{i}");
+            store
+                .set(&key, Bytes::from_static(b"[]"), TTL, &tags, None)
+                .await;
+        }
+        let evicted = store.evicted().await;
+        let held = store.entry_count().await;
+        assert!(evicted > 0, "a saturated store evicts");
+        assert_eq!(evicted + held, 5_000, "every write is held or counted");
+        assert!(store.weighted_size().await <= 256 * 1024);
+    }
+
+    #[tokio::test]
+    async fn the_tag_registry_is_bounded_by_live_entries_even_without_writes() {
+        // L1 turned off takes a snapshot (a fence) for every read and never
+        // writes: the cells of tags no entry holds must still be collected.
+        let store = EmbeddedStore::new(1 << 20);
+        store
+            .set(
+                "k",
+                Bytes::from_static(b"v"),
+                TTL,
+                &["kept".to_string()],
+                None,
+            )
+            .await;
+        for i in 0..100_000 {
+            drop(store.snapshot(&[format!("guild:{i}")]));
+        }
+        let registered = store.registered_tags();
+        assert!(
+            registered <= 2 * TagRegistry::MIN_COLLECT_AT,
+            "{registered} cells for 1 live tag"
+        );
+        assert!(
+            store.registry().cells.contains_key("kept"),
+            "a live tag's cell stays"
+        );
+        assert_eq!(store.invalidate_tags(&["kept".to_string()]), vec![1]);
+        assert!(store.get("k").await.is_none(), "and still invalidates");
     }
 }

@@ -63,7 +63,10 @@ pub async fn get(
 }
 
 /// The POST alias: the parameters may also come in a JSON body, whose
-/// fields win over the query string's.
+/// fields win over the query string's. In the body, `guildId` is a string
+/// (as everywhere: a JSON number cannot hold every snowflake exactly), and
+/// `since` any form of an instant (`domain/timestamp.rs`): a string, or an
+/// integer of epoch milliseconds.
 pub async fn post(
     State(state): State<AppState>,
     auth: Authorized<Reader>,
@@ -88,14 +91,27 @@ pub async fn post(
         }
     };
     let query = uri.query();
-    let param = |name: &str| -> Result<Option<String>, ApiError> {
-        Ok(match body_field(&fields, name)? {
-            Some(value) => Some(value),
-            None => extract::param(query, name).map(|v| v.into_owned()),
-        })
+    let guild = match fields.get("guildId") {
+        None | Some(serde_json::Value::Null) => {
+            extract::guild_id(extract::param(query, "guildId").as_deref())?
+        }
+        Some(serde_json::Value::String(raw)) => extract::guild_id(Some(raw))?,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "guildId must be a string of 1-20 decimal digits".into(),
+            ));
+        }
     };
-    let guild = extract::guild_id(param("guildId")?.as_deref())?;
-    let since = extract::since(param("since")?.as_deref())?;
+    let since = match fields.get("since") {
+        None | Some(serde_json::Value::Null) => {
+            extract::since(extract::param(query, "since").as_deref())?
+        }
+        Some(serde_json::Value::String(raw)) if raw.is_empty() => None,
+        Some(value) => Some(
+            Since::from_json(value)
+                .map_err(|e| ApiError::BadRequest(format!("since {value}: {e}")))?,
+        ),
+    };
     respond(&state, kind, &guild, since, if_none_match.as_ref()).await
 }
 
@@ -142,21 +158,6 @@ fn etag(digest: u64) -> HeaderValue {
         *byte = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
     }
     HeaderValue::from_bytes(&etag).expect("hex digits in quotes are a valid header value")
-}
-
-/// `guildId` or `since` of a POST body: a string or a number.
-fn body_field(
-    fields: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<String>, ApiError> {
-    match fields.get(name) {
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(serde_json::Value::Null) | None => Ok(None),
-        Some(_) => Err(ApiError::BadRequest(format!(
-            "{name} must be a string or a number"
-        ))),
-    }
 }
 
 /// The `If-None-Match` header alone: the handler needs no other header, and

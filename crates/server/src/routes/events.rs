@@ -26,7 +26,8 @@ pub async fn ingest(
                 ApiError::NotFound(e.to_string())
             })?;
     let body = extract::body(body, state.body_limit)?;
-    let events = parse_events(kind, extract::json(&body)?).map_err(ApiError::Validation)?;
+    let events = parse_events(kind, extract::json(&body)?, state.event_max_future_skew)
+        .map_err(ApiError::Validation)?;
     let stored = state.service.ingest(kind, &events).await?;
     Ok((StatusCode::CREATED, Json(json!({ "stored": stored }))))
 }

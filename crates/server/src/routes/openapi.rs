@@ -22,7 +22,8 @@ fn build() -> Value {
           "schema": { "type": "string", "enum": ["ghosts", "lurkers", "heatmap", "roles", "clients", "shifts"] } },
         { "name": "guildId", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Snowflake" } },
         { "name": "since", "in": "query", "required": false,
-          "description": "RFC 3339 timestamp or epoch milliseconds", "schema": { "type": "string" } },
+          "description": "Only events at or after this instant: RFC 3339, or epoch milliseconds in digits; from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z",
+          "schema": { "$ref": "#/components/schemas/InstantString" } },
         { "name": "If-None-Match", "in": "header", "required": false, "schema": { "type": "string" } }
     ]);
     let analytics_responses = json!({
@@ -35,7 +36,7 @@ fn build() -> Value {
             "content": { "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } }
         },
         "304": { "description": "Not modified (If-None-Match matched the current ETag)" },
-        "400": error_response("Bad guildId or since"),
+        "400": error_response("Bad guildId or since (names which)"),
         "401": error_response("Missing or unknown token"),
         "403": error_response("Token lacks the read role"),
         "404": error_response("Unknown analytics type"),
@@ -49,6 +50,12 @@ fn build() -> Value {
             "responses": analytics_responses
         })
     };
+    let mut analytics_post = analytics_op("POST alias");
+    analytics_post["requestBody"] = json!({ "required": false,
+        "description": "The parameters may come in the body instead; its fields win over the query string's",
+        "content": { "application/json": { "schema": { "type": "object", "properties": {
+            "guildId": { "$ref": "#/components/schemas/Snowflake" },
+            "since": { "$ref": "#/components/schemas/Instant" } } } } } });
     let admin = |summary: &str, extra: Value| {
         let mut op = json!({
             "summary": summary,
@@ -72,7 +79,7 @@ fn build() -> Value {
             "description": "Discord server behaviour analytics, served through a Redis-backed cache."
         },
         "paths": {
-            "/api/analytics/{type}": { "get": analytics_op("GET"), "post": analytics_op("POST alias") },
+            "/api/analytics/{type}": { "get": analytics_op("GET"), "post": analytics_post },
             "/api/events/{kind}": {
                 "post": {
                     "summary": "Ingest one event or a batch (all or nothing)",
@@ -90,7 +97,7 @@ fn build() -> Value {
                         "403": error_response("Token lacks the ingest role"),
                         "404": error_response("Unknown event kind"),
                         "413": error_response("Body too large"),
-                        "422": error_response("An invalid event: names its index and field; nothing stored")
+                        "422": error_response("An invalid event (a number for an id, a createdAt out of range or too far in the future...): names its index and field; nothing stored")
                     }
                 }
             },
@@ -128,7 +135,21 @@ fn build() -> Value {
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
-                "Snowflake": { "type": "string", "pattern": "^[0-9]{1,20}$" },
+                "Snowflake": { "type": "string", "pattern": "^[0-9]{1,20}$",
+                    "description": "A Discord id: always a JSON string, never a number" },
+                "InstantString": {
+                    "description": "An instant written as a string: RFC 3339 or epoch milliseconds in digits, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (253402300799999) whatever the spelling",
+                    "oneOf": [
+                        { "type": "string", "format": "date-time" },
+                        { "type": "string", "pattern": "^[0-9]{1,15}$" }
+                    ] },
+                "Instant": {
+                    "description": "An instant: RFC 3339, or epoch milliseconds as an integer or a string of digits, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (253402300799999) whatever the spelling",
+                    "oneOf": [
+                        { "type": "string", "format": "date-time" },
+                        { "type": "string", "pattern": "^[0-9]{1,15}$" },
+                        { "type": "integer", "format": "int64", "minimum": 0, "maximum": 253402300799999i64 }
+                    ] },
                 "Error": { "type": "object", "required": ["error", "message"],
                     "properties": { "error": { "type": "string" }, "message": { "type": "string" },
                                     "index": { "type": "integer" }, "field": { "type": "string" } } },
@@ -143,7 +164,8 @@ fn build() -> Value {
                         "clients": { "type": "array", "items": { "type": "string", "enum": ["desktop", "mobile", "web"] } },
                         "addedRoles": { "type": "array", "items": { "type": "string" } },
                         "accountAgeDays": { "type": "integer", "minimum": 0 },
-                        "createdAt": { "type": "string", "description": "RFC 3339; defaults to now" }
+                        "createdAt": { "$ref": "#/components/schemas/Instant",
+                            "description": "Defaults to the time of receipt; at most EVENT_MAX_FUTURE_SKEW_MS (default 5 minutes) later than it" }
                     } }
             }
         }

@@ -17,7 +17,7 @@ use spywatcher_analytics::{
     AnalyticsKind, Event, EventKind, EventStore, GuildId, Since, StoreError,
 };
 use spywatcher_cache::{Cache, CachedJson, Origin};
-use tracing::warn;
+use tracing::{info, warn};
 
 #[derive(Clone)]
 pub struct Spywatcher {
@@ -81,23 +81,32 @@ impl Spywatcher {
             .iter()
             .flat_map(|guild| keys::event_tags(kind, guild))
             .collect();
-        let stored = if self.cache.backend_name() == "embedded" {
+        let (stored, invalidated) = if self.cache.backend_name() == "embedded" {
             let stored = self.store.ingest(events).await?;
-            if !tags.is_empty() {
-                self.cache.invalidate_by_tags(&tags).await;
-            }
-            stored
+            let invalidated = if tags.is_empty() {
+                Some(0)
+            } else {
+                Some(self.cache.invalidate_by_tags(&tags).await)
+            };
+            (stored, invalidated)
         } else {
             let (stored, journal_id) = self.store.ingest_with_journal(events, &tags).await?;
-            if let Some(id) = journal_id
-                && self.cache.invalidate_recorded(&tags, id).await
-                && let Err(e) = self.store.mark_invalidations_applied(&[id]).await
-            {
-                // Harmless: the entry will be applied once more, then marked.
-                warn!(error = %e, "could not mark a journal entry applied");
-            }
-            stored
+            let invalidated = match journal_id {
+                None => Some(0),
+                Some(id) => {
+                    let invalidated = self.cache.invalidate_recorded(&tags, id).await;
+                    if invalidated.is_some()
+                        && let Err(e) = self.store.mark_invalidations_applied(&[id]).await
+                    {
+                        // Harmless: the entry will be applied once more, then marked.
+                        warn!(error = %e, "could not mark a journal entry applied");
+                    }
+                    invalidated
+                }
+            };
+            (stored, invalidated)
         };
+        log_ingested(kind, stored, guilds.len(), tags.len(), invalidated);
         let timestamp = Utc::now().to_rfc3339();
         let messages: Vec<(String, serde_json::Value)> = guilds
             .iter()
@@ -120,6 +129,29 @@ impl Spywatcher {
             self.analytics(kind, guild, None).await?;
         }
         Ok(AnalyticsKind::ALL.len())
+    }
+}
+
+/// One INFO line per ingested batch, whatever its size: a batch over 10,000
+/// guilds invalidates 40,000 tags, whose lines (`Invalidated N cache entries
+/// for tag: T`) the cache writes at DEBUG.
+fn log_ingested(
+    kind: EventKind,
+    stored: u64,
+    guilds: usize,
+    tags: usize,
+    invalidated: Option<u64>,
+) {
+    match invalidated {
+        _ if tags == 0 => info!(
+            "Stored {stored} {kind} events (guilds: {guilds}); no cached analytics depend on them"
+        ),
+        Some(entries) => info!(
+            "Invalidated {entries} cache entries for {tags} tags (guilds: {guilds}) after {stored} {kind} events"
+        ),
+        None => info!(
+            "Invalidation of {tags} tags (guilds: {guilds}) after {stored} {kind} events journaled until Redis answers"
+        ),
     }
 }
 
