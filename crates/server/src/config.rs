@@ -60,6 +60,16 @@ pub struct Settings {
     /// its WebSocket subscribers (`WS_PUSH_INTERVAL_MS`): a burst of events
     /// becomes a few pushes, not a burst of queries.
     pub ws_push_interval: Duration,
+    /// Most recomputations for WebSocket subscribers at once, over every
+    /// guild (`WS_RECOMPUTE_CONCURRENCY`): the rest queue, leaving database
+    /// connections to the HTTP routes.
+    pub ws_recompute_concurrency: usize,
+    /// WebSocket connections per instance (`WS_MAX_CONNECTIONS`).
+    pub ws_max_connections: usize,
+    /// WebSocket connections per token (`WS_MAX_CONNECTIONS_PER_TOKEN`).
+    pub ws_max_connections_per_token: usize,
+    /// Guilds per WebSocket connection (`WS_MAX_SUBSCRIPTIONS`).
+    pub ws_max_subscriptions: usize,
     /// Timeouts and caps of the HTTP connections.
     pub http: HttpLimits,
     /// Failed authentications a client address may make per minute before
@@ -214,6 +224,18 @@ impl Settings {
                 }
                 interval => interval.unwrap_or(Duration::from_secs(1)),
             },
+            ws_recompute_concurrency: vars
+                .at_least_one("WS_RECOMPUTE_CONCURRENCY", "a number of recomputations")?
+                .unwrap_or(2),
+            ws_max_connections: vars
+                .at_least_one("WS_MAX_CONNECTIONS", "a number of connections")?
+                .unwrap_or(1000),
+            ws_max_connections_per_token: vars
+                .at_least_one("WS_MAX_CONNECTIONS_PER_TOKEN", "a number of connections")?
+                .unwrap_or(500),
+            ws_max_subscriptions: vars
+                .at_least_one("WS_MAX_SUBSCRIPTIONS", "a number of guilds")?
+                .unwrap_or(100),
             http: HttpLimits {
                 header_timeout: vars
                     .positive_millis("HTTP_HEADER_TIMEOUT_MS")?
@@ -343,6 +365,21 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             .transpose()
     }
 
+    /// A count of at least 1.
+    fn at_least_one(
+        &self,
+        variable: &'static str,
+        expected: &str,
+    ) -> Result<Option<usize>, ConfigError> {
+        match self.parse::<usize>(variable, expected)? {
+            Some(0) => Err(ConfigError {
+                variable,
+                message: "must be at least 1".into(),
+            }),
+            n => Ok(n),
+        }
+    }
+
     fn millis(&self, variable: &'static str) -> Result<Option<Duration>, ConfigError> {
         Ok(self
             .parse::<u64>(variable, "a number of milliseconds")?
@@ -418,6 +455,8 @@ mod tests {
         assert_eq!(s.ttl(AnalyticsKind::Heatmap), Duration::from_secs(900));
         assert_eq!(s.ttl(AnalyticsKind::Clients), Duration::from_secs(120));
         assert_eq!(s.ws_push_interval, Duration::from_secs(1));
+        assert_eq!(s.ws_recompute_concurrency, 2);
+        assert_eq!(s.ws_max_subscriptions, 100);
         assert_eq!(s.event_max_future_skew, Duration::from_secs(300));
     }
 
@@ -438,6 +477,16 @@ mod tests {
             (vec![("CACHE_PREFIX", "spy*")], "CACHE_PREFIX"),
             (vec![("WS_PUSH_INTERVAL_MS", "0")], "WS_PUSH_INTERVAL_MS"),
             (vec![("WS_PUSH_INTERVAL_MS", "soon")], "WS_PUSH_INTERVAL_MS"),
+            (
+                vec![("WS_RECOMPUTE_CONCURRENCY", "0")],
+                "WS_RECOMPUTE_CONCURRENCY",
+            ),
+            (vec![("WS_MAX_CONNECTIONS", "many")], "WS_MAX_CONNECTIONS"),
+            (
+                vec![("WS_MAX_CONNECTIONS_PER_TOKEN", "-1")],
+                "WS_MAX_CONNECTIONS_PER_TOKEN",
+            ),
+            (vec![("WS_MAX_SUBSCRIPTIONS", "0")], "WS_MAX_SUBSCRIPTIONS"),
             (
                 vec![("EVENT_MAX_FUTURE_SKEW_MS", "5min")],
                 "EVENT_MAX_FUTURE_SKEW_MS",

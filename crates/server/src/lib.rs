@@ -13,7 +13,7 @@
 //!   journal of invalidations (pending ones, and applied ones kept for the
 //!   retention window) with the shared Redis identity; the pub/sub helpers
 //!   of SPEC 3 and the hub that pushes a guild's invalidations and fresh
-//!   analytics to its WebSocket subscribers (`service/realtime.rs`). No
+//!   analytics to its WebSocket subscribers (`service/realtime/`). No
 //!   HTTP in it.
 //! - [`routes`]: thin HTTP handlers, one module per URL subtree
 //!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`,

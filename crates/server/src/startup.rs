@@ -15,7 +15,7 @@ use crate::auth::failures::AuthFailures;
 use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, HttpLimits, Settings};
 use crate::rate_limit::{RateLimiter, RedisLimits};
-use crate::service::realtime::Realtime;
+use crate::service::realtime::{Realtime, RealtimeSettings};
 use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
 use crate::{http_server, routes};
@@ -75,7 +75,7 @@ impl Application {
         };
         let service = Spywatcher::new(store, cache, settings.ttls.clone());
         let state = AppState::new(Shared {
-            realtime: Realtime::new(service.clone(), settings.ws_push_interval),
+            realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,
             tokens: Arc::new(tokens),
             auth_failures: AuthFailures::new(settings.auth_failures_per_minute),
@@ -112,6 +112,16 @@ impl Application {
     ) -> std::io::Result<()> {
         let app = routes::router(self.state);
         http_server::serve(self.listener, app, &self.http, shutdown).await
+    }
+}
+
+fn realtime_settings(settings: &Settings) -> RealtimeSettings {
+    RealtimeSettings {
+        push_interval: settings.ws_push_interval,
+        recompute_concurrency: settings.ws_recompute_concurrency,
+        max_connections: settings.ws_max_connections,
+        max_connections_per_token: settings.ws_max_connections_per_token,
+        max_subscriptions: settings.ws_max_subscriptions,
     }
 }
 

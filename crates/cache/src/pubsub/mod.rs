@@ -36,6 +36,7 @@ use tracing::warn;
 
 use crate::breaker::Breaker;
 use crate::testing::Hooks;
+pub use routes::RouteCounts;
 use routes::{Handler, Kind, Route, Router};
 use subscriber::{Change, Subscriber};
 
@@ -45,6 +46,10 @@ mod tests;
 /// The least time the server has to confirm a (un)subscription before the
 /// subscriber connection is taken for dead.
 const MIN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Messages per Redis pipeline in [`PubSub::publish_all`]: a round trip
+/// each, well within a call's timeout.
+pub const PUBLISH_PIPELINE: usize = 1000;
 
 /// One message: its channel (without the prefix) and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +215,51 @@ impl PubSub {
         }
     }
 
+    /// Publishes each `(channel, message)` as JSON, in order: on Redis in
+    /// pipelines of [`PUBLISH_PIPELINE`] (one round trip each, instead of
+    /// one per message), in process one after the other. Returns whether
+    /// every message left this process.
+    pub async fn publish_all<T: Serialize>(&self, messages: &[(String, T)]) -> bool {
+        let Some(redis) = &self.inner.redis else {
+            let mut all = true;
+            for (channel, message) in messages {
+                all &= self.publish(channel, message).await;
+            }
+            return all;
+        };
+        self.inner
+            .published
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let mut all = true;
+        for chunk in messages.chunks(PUBLISH_PIPELINE) {
+            if self.inner.breaker.as_ref().is_some_and(|b| b.is_open()) {
+                return false;
+            }
+            let mut pipe = redis::pipe();
+            for (channel, message) in chunk {
+                match serde_json::to_vec(message) {
+                    Ok(payload) => {
+                        pipe.cmd("PUBLISH")
+                            .arg(self.wire_name(channel))
+                            .arg(payload)
+                            .ignore();
+                    }
+                    Err(e) => {
+                        warn!(channel, error = %e, "message not published: not serializable");
+                        all = false;
+                    }
+                }
+            }
+            let mut conn = redis.publisher.clone();
+            let sent = pipe.query_async::<()>(&mut conn);
+            all &= matches!(
+                tokio::time::timeout(self.inner.op_timeout, sent).await,
+                Ok(Ok(()))
+            );
+        }
+        all
+    }
+
     /// Messages published on `channel` from now on. On Redis, returns once
     /// the server confirmed the subscription, or after the call timeout if
     /// it is unreachable (the subscription is made when it is back).
@@ -235,6 +285,12 @@ impl PubSub {
         InlineSubscription {
             _route: self.add_route(route, Handler::Inline(handler)).await,
         }
+    }
+
+    /// The channels and patterns subscribed to: what every publish on
+    /// Redis is matched against, for this process.
+    pub fn subscriptions(&self) -> RouteCounts {
+        self.inner.router.counts()
     }
 
     /// Changes each time the subscriber is subscribed again after a gap (a

@@ -25,6 +25,14 @@ pub(super) struct Route {
     pub wire: String,
 }
 
+/// The channels and patterns this process is subscribed to (or, while
+/// Redis is away, wants to be): each counted once, whatever its handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RouteCounts {
+    pub channels: usize,
+    pub patterns: usize,
+}
+
 pub(super) enum Handler {
     /// An ordinary [`Subscription`](super::Subscription): read at its owner's pace.
     Queue(mpsc::UnboundedSender<Message>),
@@ -96,6 +104,17 @@ impl Router {
     /// Whether `route` has a handler, and so must be subscribed to.
     pub fn is_wanted(&self, route: &Route) -> bool {
         self.lock().handlers.contains_key(route)
+    }
+
+    /// How many channels and patterns have a handler.
+    pub fn counts(&self) -> RouteCounts {
+        let table = self.lock();
+        let patterns = table.handlers.keys().filter(|r| r.kind == Kind::Pattern);
+        let patterns = patterns.count();
+        RouteCounts {
+            channels: table.handlers.len() - patterns,
+            patterns,
+        }
     }
 
     /// Every route with a handler.

@@ -119,3 +119,24 @@ async fn inline_handlers_hear_of_a_resubscription_before_the_new_connections_mes
     seen(3).await;
     assert_eq!(*events.lock().unwrap(), ["before", "resubscribed", "after"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_all_delivers_every_message_in_order() {
+    let server = RedisServer::start();
+    // In process, publisher and subscriber are one service.
+    let local = PubSub::local("test:");
+    for (publisher, subscriber) in [
+        (on_redis(&server), on_redis(&server)),
+        (local.clone(), local),
+    ] {
+        let mut all = subscriber.psubscribe("n:*").await;
+        let messages: Vec<(String, u32)> =
+            (0..2_500).map(|i| (format!("n:{}", i % 7), i)).collect();
+        assert!(publisher.publish_all(&messages).await);
+        for i in 0..2_500u32 {
+            let message = next(&mut all).await;
+            assert_eq!(message.channel, format!("n:{}", i % 7));
+            assert_eq!(message.json::<u32>().unwrap(), i);
+        }
+    }
+}

@@ -135,7 +135,8 @@ fn build() -> Value {
                     "400": error_response("Not a WebSocket handshake"),
                     "401": error_response("Missing or unknown token"),
                     "403": error_response("Token lacks the read role"),
-                    "429": error_response("Too many failed authentications from this address; see Retry-After")
+                    "429": error_response("Too many failed authentications from this address, handshakes over the rate limit, or WS_MAX_CONNECTIONS_PER_TOKEN reached (Retry-After)"),
+                    "503": error_response("WS_MAX_CONNECTIONS reached on this instance (Retry-After)")
                 }
             } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": { "200": { "description": "Text exposition format" } } } },

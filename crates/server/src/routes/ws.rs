@@ -23,40 +23,61 @@
 //!   them) whenever they changed, at most one per analytics per
 //!   `WS_PUSH_INTERVAL_MS`.
 //!
-//! A message it cannot take gets `{"type":"error","message"}`; the
-//! connection stays open. The server pings every 30 s and closes a
-//! connection it has not heard from in two intervals.
+//! `guildId` is a string of 1-20 digits (a JSON number is refused: ids are
+//! strings everywhere). A message it cannot take gets
+//! `{"type":"error","message"}`; the connection stays open. A message or
+//! frame over 16 KiB is refused as its header arrives (never buffered): the
+//! connection is closed with code 1009. The server pings every 30 s and
+//! closes a connection it has not heard from in two intervals.
+//!
+//! # Caps (refused before the upgrade, JSON bodies)
+//! - the handshake goes through the rate limiter of the analytics routes
+//!   (429 with `Retry-After`);
+//! - `WS_MAX_CONNECTIONS` per instance: 503 `too_many_connections` with
+//!   `Retry-After` (another instance, or this one later, may take it);
+//! - `WS_MAX_CONNECTIONS_PER_TOKEN`: 429 `too_many_connections` with
+//!   `Retry-After`;
+//! - `WS_MAX_SUBSCRIPTIONS` guilds per connection: an error frame.
+//!
+//! Each refusal is counted in `spywatcher_ws_refused_total{reason}`
+//! (`handshake_rate`, `connections`, `token_connections`, `subscriptions`,
+//! `message_size`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::ws::{
-    Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code,
+    rejection::WebSocketUpgradeRejection,
 };
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use spywatcher_analytics::GuildId;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite;
 
 use super::extract;
 use crate::auth::{Authorized, Reader};
 use crate::error::ApiError;
-use crate::service::realtime::{Feed, Frame, Realtime, error_frame};
+use crate::rate_limit::ClientIp;
+use crate::service::realtime::{Connection, Frame, Refused, count_refusal, error_frame};
 use crate::state::AppState;
 
 const PING_INTERVAL: Duration = Duration::from_secs(30);
-/// Client messages are small; anything larger is refused by the socket.
+/// Client messages are small: anything larger is refused as its frame
+/// header arrives.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-const MAX_GUILDS_PER_CONNECTION: usize = 100;
-/// Frames waiting for a slow socket before the guild feeds back up.
-const OUTBOX: usize = 64;
+/// Read buffer of a socket, allocated (and zeroed) per connection; the
+/// default, 128 KiB, would be most of an idle connection's memory. Client
+/// messages are a few dozen bytes.
+const READ_BUFFER: usize = 4 * 1024;
+/// What a client refused for a connection cap is told to wait.
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Middleware before [`crate::auth::require`]: `?token=` becomes the bearer
 /// token when no `Authorization` header came.
@@ -72,16 +93,64 @@ pub async fn token_from_query(mut request: Request, next: Next) -> Response {
 
 pub async fn connect(
     State(state): State<AppState>,
-    _: Authorized<Reader>,
+    auth: Authorized<Reader>,
+    ip: ClientIp,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
+    let admitted = state.rate_limiter.admit(auth.caller, ip).await;
+    if admitted.is_err() {
+        count_refusal("handshake_rate");
+    }
+    admitted?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::BadRequest(format!("not a WebSocket handshake: {}", e.body_text()))
     })?;
-    let realtime = state.realtime.clone();
+    let connection = state.realtime.connect(auth.caller.as_str())?;
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| session(realtime, socket)))
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| session(connection, socket)))
+}
+
+/// Why a handshake is refused: any API error, or a connection cap.
+pub enum Refusal {
+    Api(ApiError),
+    Cap(Refused),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        Refusal::Cap(refused)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let refused = match self {
+            Refusal::Api(e) => return e.into_response(),
+            Refusal::Cap(refused) => refused,
+        };
+        let status = match refused {
+            // The instance is full, not the client at fault.
+            Refused::Connections(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refused::TokenConnections(_) | Refused::Subscriptions(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+        };
+        let body = json!({ "error": "too_many_connections", "message": refused.to_string() });
+        let mut response = (status, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        response
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,29 +177,36 @@ enum Reply<'a> {
 
 /// One connection: its client's requests, its guilds' pushes, keepalive.
 /// Everything it holds is dropped when it ends, however it ends: its guild
-/// subscriptions and its count in the hub go with it.
-async fn session(realtime: Realtime, mut socket: WebSocket) {
-    let _connection = realtime.connect();
-    let (outbox, mut pushes) = mpsc::channel::<Frame>(OUTBOX);
-    let mut guilds: HashMap<GuildId, Forwarder> = HashMap::new();
+/// subscriptions and its count in the hub go with the [`Connection`].
+async fn session(mut connection: Connection, mut socket: WebSocket) {
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = Instant::now();
     loop {
         let frame = tokio::select! {
             incoming = socket.recv() => {
-                let Some(Ok(message)) = incoming else { break };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) if too_large(&e) => {
+                        count_refusal("message_size");
+                        let close = CloseFrame {
+                            code: close_code::SIZE,
+                            reason: Utf8Bytes::from_static("message too big"),
+                        };
+                        let _ = socket.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                    _ => break,
+                };
                 last_heard = Instant::now();
                 match message {
-                    Message::Text(text) => {
-                        request(&realtime, &mut guilds, &outbox, text.as_str()).await
-                    }
+                    Message::Text(text) => request(&mut connection, text.as_str()).await,
                     Message::Binary(_) => error_frame("send JSON text frames"),
                     // Pings are answered by the socket itself.
                     Message::Ping(_) | Message::Pong(_) => continue,
                     Message::Close(_) => break,
                 }
             }
-            Some(frame) = pushes.recv() => frame,
+            Some(frame) = connection.recv() => frame,
             _ = ping.tick() => {
                 if last_heard.elapsed() > 2 * PING_INTERVAL {
                     break;
@@ -150,13 +226,15 @@ async fn session(realtime: Realtime, mut socket: WebSocket) {
     }
 }
 
+/// Whether the socket refused a message or frame over the size limit.
+fn too_large(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
 /// Handles one client message; returns the reply.
-async fn request(
-    realtime: &Realtime,
-    guilds: &mut HashMap<GuildId, Forwarder>,
-    outbox: &mpsc::Sender<Frame>,
-    text: &str,
-) -> Frame {
+async fn request(connection: &mut Connection, text: &str) -> Frame {
     let message = match serde_json::from_str::<ClientMessage>(text) {
         Ok(message) => message,
         Err(e) => return error_frame(&format!("invalid message: {e}")),
@@ -169,21 +247,15 @@ async fn request(
     };
     let reply = match message {
         ClientMessage::Subscribe { .. } => {
-            if !guilds.contains_key(&guild) {
-                if guilds.len() >= MAX_GUILDS_PER_CONNECTION {
-                    return error_frame(&format!(
-                        "at most {MAX_GUILDS_PER_CONNECTION} guilds per connection"
-                    ));
-                }
-                let feed = realtime.watch(&guild).await;
-                guilds.insert(guild.clone(), Forwarder::start(feed, outbox.clone()));
+            if let Err(refused) = connection.subscribe(&guild).await {
+                return error_frame(&refused.to_string());
             }
             Reply::Subscribed {
                 guild_id: guild.as_str(),
             }
         }
         ClientMessage::Unsubscribe { .. } => {
-            guilds.remove(&guild);
+            connection.unsubscribe(&guild);
             Reply::Unsubscribed {
                 guild_id: guild.as_str(),
             }
@@ -192,38 +264,15 @@ async fn request(
     Bytes::from(serde_json::to_vec(&reply).unwrap_or_default())
 }
 
-/// `guildId` as a string or a number, checked as the analytics routes do.
+/// `guildId`, a JSON string checked as the analytics routes check it.
 fn guild_id_of(value: &Value) -> Result<GuildId, ApiError> {
-    let raw = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "guildId must be a string or a number".into(),
-            ));
-        }
-    };
-    extract::guild_id(Some(&raw))
-}
-
-/// Copies one guild's pushes into the connection's outbox, until dropped
-/// (which drops the guild's feed: the hub then forgets this subscriber).
-struct Forwarder(JoinHandle<()>);
-
-impl Forwarder {
-    fn start(mut feed: Feed, outbox: mpsc::Sender<Frame>) -> Forwarder {
-        Forwarder(tokio::spawn(async move {
-            while let Some(frame) = feed.recv().await {
-                if outbox.send(frame).await.is_err() {
-                    break;
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.0.abort();
+    match value {
+        Value::String(raw) => extract::guild_id(Some(raw)),
+        Value::Number(n) => Err(ApiError::BadRequest(format!(
+            "guildId must be a string (\"{n}\"), not a number: ids are strings"
+        ))),
+        _ => Err(ApiError::BadRequest(
+            "guildId must be a string of 1-20 digits".into(),
+        )),
     }
 }

@@ -108,14 +108,16 @@ impl Spywatcher {
         };
         log_ingested(kind, stored, guilds.len(), tags.len(), invalidated);
         let timestamp = Utc::now().to_rfc3339();
-        for guild in guilds {
-            let message =
-                json!({ "event": kind, "guildId": guild.as_str(), "timestamp": timestamp });
-            self.cache
-                .pubsub()
-                .publish(&keys::invalidated_channel(guild), &message)
-                .await;
-        }
+        let messages: Vec<(String, serde_json::Value)> = guilds
+            .iter()
+            .map(|guild| {
+                let message =
+                    json!({ "event": kind, "guildId": guild.as_str(), "timestamp": timestamp });
+                (keys::invalidated_channel(guild), message)
+            })
+            .collect();
+        // Pipelined: a batch over 10,000 guilds is a few round trips.
+        self.cache.pubsub().publish_all(&messages).await;
         metrics::counter!("spywatcher_events_ingested_total", "kind" => kind.as_str())
             .increment(stored);
         Ok(stored)

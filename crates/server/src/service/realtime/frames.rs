@@ -47,7 +47,6 @@ pub fn error_frame(message: &str) -> Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::realtime::publish::{analytics_channel, analytics_channels_of};
     use AnalyticsKind::*;
 
     #[test]
@@ -75,7 +74,5 @@ mod tests {
             frame,
             serde_json::json!({"type": "analytics", "guildId": "42", "analytics": "ghosts", "data": data, "timestamp": "t"})
         );
-        assert_eq!(analytics_channel(Heatmap, &guild), "analytics:heatmap:42");
-        assert_eq!(analytics_channels_of(&guild), "analytics:*:42");
     }
 }

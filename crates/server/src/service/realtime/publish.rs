@@ -13,10 +13,23 @@ pub fn analytics_channel(kind: AnalyticsKind, guild: &GuildId) -> String {
     format!("analytics:{}:{}", kind.as_str(), guild.as_str())
 }
 
-/// Every analytics channel of a guild. Exact: types contain no `:` and
-/// guild ids are digits, so `*` cannot reach into another guild's channel.
-pub(super) fn analytics_channels_of(guild: &GuildId) -> String {
-    format!("analytics:*:{}", guild.as_str())
+/// Every analytics channel, of every guild: one subscription per instance,
+/// demultiplexed by guild in process.
+pub(super) const ALL_ANALYTICS_CHANNELS: &str = "analytics:*";
+
+/// Every `cache:invalidated:{guildId}` channel (`keys::invalidated_channel`).
+pub(super) const ALL_INVALIDATION_CHANNELS: &str = "cache:invalidated:*";
+
+/// The guild of an `analytics:{type}:{guildId}` channel. Types contain no
+/// `:`, so the guild is what follows the second one.
+pub(super) fn guild_of_analytics(channel: &str) -> Option<GuildId> {
+    let (_, guild) = channel.strip_prefix("analytics:")?.split_once(':')?;
+    GuildId::parse(guild).ok()
+}
+
+/// The guild of a `cache:invalidated:{guildId}` channel.
+pub(super) fn guild_of_invalidation(channel: &str) -> Option<GuildId> {
+    GuildId::parse(channel.strip_prefix("cache:invalidated:")?).ok()
 }
 
 /// `notifications:{userId}` (SPEC 3).
@@ -115,5 +128,25 @@ impl Spywatcher {
             .pubsub()
             .publish(&presence_channel(user), &message)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::keys::invalidated_channel;
+
+    #[test]
+    fn channels_name_their_guild() {
+        let guild = GuildId::parse("42").unwrap();
+        let channel = analytics_channel(AnalyticsKind::Heatmap, &guild);
+        assert_eq!(channel, "analytics:heatmap:42");
+        assert_eq!(guild_of_analytics(&channel), Some(guild.clone()));
+        assert_eq!(
+            guild_of_invalidation(&invalidated_channel(&guild)),
+            Some(guild)
+        );
+        assert_eq!(guild_of_analytics("analytics:heatmap"), None);
+        assert_eq!(guild_of_invalidation("cache:invalidated:x"), None);
     }
 }
