@@ -169,15 +169,64 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// A POST whose body never comes: a request in flight, which shedding spares.
+async fn stall_in_a_body(app: &TestApp) -> TcpStream {
+    let mut stream = connect(app).await;
+    let head = format!(
+        "POST /api/events/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{{\"a\""
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Still open: nothing to read and no close within a moment.
+async fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf))
+        .await
+        .is_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_the_connection_cap_a_new_client_is_answered_once_stalled_ones_time_out() {
+async fn at_the_connection_cap_the_longest_waiting_connection_makes_room() {
+    let env = TestEnv::new(Db::Sqlite, false).await;
+    let mut settings = settings(&env);
+    // Longer than the test: only shedding can free a slot in time.
+    settings.http.header_timeout = Duration::from_secs(60);
+    settings.http.max_connections = Some(3);
+    let app = env.spawn_with(settings).await;
+    let mut oldest = connect(&app).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut half_line = connect(&app).await;
+    half_line.write_all(b"GET /health/li").await.unwrap();
+    let mut in_a_body = stall_in_a_body(&app).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let response = tokio::time::timeout(CLOSED_WITHIN, app.get("/health/live", None))
+        .await
+        .expect("answered at once: a stalled connection made room");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        read_until_closed(&mut oldest).await.is_some(),
+        "the longest waiting connection was shed"
+    );
+    assert!(still_open(&mut half_line).await, "one shed was enough");
+    assert!(
+        still_open(&mut in_a_body).await,
+        "a request in flight is spared"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_requests_in_flight_are_spared_and_a_new_client_waits() {
     let env = TestEnv::new(Db::Sqlite, false).await;
     let mut settings = settings(&env);
     settings.http.max_connections = Some(3);
     let app = env.spawn_with(settings).await;
     let mut stalled = Vec::new();
     for _ in 0..3 {
-        stalled.push(connect(&app).await);
+        stalled.push(stall_in_a_body(&app).await);
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let start = Instant::now();
@@ -186,10 +235,11 @@ async fn at_the_connection_cap_a_new_client_is_answered_once_stalled_ones_time_o
         .expect("answered once a slot is free");
     let waited = start.elapsed();
     assert_eq!(response.status().as_u16(), 200);
-    // It waited for a slot: the cap held while the stalled ones were open.
+    // It waited for the body timeout: the cap held, nothing in flight shed.
     assert!(waited >= TIMEOUT / 2, "answered after {waited:?}");
     for mut stream in stalled {
-        assert!(read_until_closed(&mut stream).await.is_some());
+        let (_, answer) = read_until_closed(&mut stream).await.expect("closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     }
 }
 

@@ -20,6 +20,9 @@
 //! They sit here rather than on the router, where each layer would box a
 //! future per request.
 //!
+//! At the cap, the connection that has waited longest for a request head
+//! is shed to make room (`shedding.rs`).
+//!
 //! hyper starts the header timer whenever the connection waits for a
 //! request head: right after accept, and again after each response on a
 //! kept-alive connection. So one timeout bounds a silent new connection, a
@@ -44,6 +47,9 @@ use tower::{Service, ServiceBuilder};
 use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 use tracing::{debug, info, warn};
 
+mod shedding;
+
+use self::shedding::{Connections, Registered};
 use crate::config::HttpLimits;
 use crate::error::ApiError;
 
@@ -74,6 +80,7 @@ pub async fn serve(
         "accepting HTTP/1.1 connections"
     );
     let slots = Arc::new(Semaphore::new(max_connections));
+    let connections = Connections::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -86,29 +93,54 @@ pub async fn serve(
     let (ended_tx, ended_rx) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
-        // A slot before the accept: at the cap, new connections wait in the
-        // kernel's backlog (and are served as slots free) instead of being
-        // accepted only to be closed.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) if is_peer_error(&e) => continue,
-                Err(e) => {
-                    warn!(error = %e, "accept error; pausing before the next accept");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
+        // A slot before the accept: new connections wait in the kernel's
+        // backlog (served as slots free) instead of being accepted only to
+        // be closed. At the cap, one more is accepted (the descriptor
+        // reserve has room for it) and the connection that has waited
+        // longest for a request head is shed to make room for it.
+        let (slot, accepted) = match slots.clone().try_acquire_owned() {
+            Ok(slot) => (slot, None),
+            Err(_) => tokio::select! {
+                slot = slots.clone().acquire_owned() => {
+                    (slot.expect("the semaphore is never closed"), None)
                 }
+                accepted = accept(&listener) => {
+                    connections.shed_longest_waiting();
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => {
+                            (slot.expect("the semaphore is never closed"), Some(accepted))
+                        }
+                        () = &mut shutdown => break,
+                    }
+                }
+                () = &mut shutdown => break,
             },
-            () = &mut shutdown => break,
+        };
+        let accepted = match accepted {
+            Some(accepted) => accepted,
+            None => tokio::select! {
+                accepted = accept(&listener) => accepted,
+                () = &mut shutdown => break,
+            },
+        };
+        let Some((stream, peer)) = accepted else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let Ok(app) = make_service.call(peer).await;
         let request_timeout = limits.request_timeout;
+        let registered = connections.open();
+        let activity = registered.activity.clone();
+        let (began, answered) = (activity.clone(), activity.clone());
         let service = ServiceBuilder::new()
+            .map_request(move |request| {
+                began.busy();
+                request
+            })
+            .map_response(move |response: Response| {
+                answered.answered(response.status());
+                response
+            })
             .map_response(move |response| timeout_as_json(response, request_timeout))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -119,6 +151,7 @@ pub async fn serve(
         let io = TokioIo::new(Counted {
             stream,
             _slot: slot,
+            _registered: registered,
         });
         let connection = http
             .serve_connection(io, TowerToHyperService::new(service))
@@ -134,6 +167,8 @@ pub async fn serve(
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
+                // Waiting for a head, with every slot taken: dropped.
+                () = activity.shed() => Ok(()),
             };
             if let Err(e) = result {
                 debug!(%peer, error = %e, "connection ended with an error");
@@ -146,6 +181,20 @@ pub async fn serve(
     drop(ended_rx);
     ended_tx.closed().await;
     Ok(())
+}
+
+/// The next connection; `None` after an accept error (paused after, when
+/// the error is not about the peer: retrying at once would spin).
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(e) if is_peer_error(&e) => None,
+        Err(e) => {
+            warn!(error = %e, "accept error; pausing before the next accept");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
 }
 
 /// tower-http's timeout answers with an empty body; SPEC 4 wants JSON.
@@ -187,12 +236,14 @@ fn is_peer_error(e: &io::Error) -> bool {
     )
 }
 
-/// A connection holding its slot under the cap. The slot goes with the
-/// socket, not with hyper's connection: after a WebSocket upgrade hyper lets
-/// go of the connection, but the socket (and its descriptor) lives on.
+/// A connection holding its slot under the cap, and its place among the
+/// connections that may be shed. Both go with the socket, not with hyper's
+/// connection: after a WebSocket upgrade hyper lets go of the connection,
+/// but the socket (and its descriptor) lives on.
 struct Counted {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    _registered: Registered,
 }
 
 impl AsyncRead for Counted {
