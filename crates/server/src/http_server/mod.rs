@@ -58,6 +58,11 @@ use crate::error::ApiError;
 /// SQLite files, the listener.
 const DESCRIPTOR_RESERVE: u64 = 64;
 
+/// How long a connection may wait for its request head before it can be
+/// shed at the cap (at most a quarter of the header timeout): far longer
+/// than a real client takes to send its head once connected.
+const SHED_GRACE: Duration = Duration::from_secs(1);
+
 /// Pause after an accept error that is not the peer's (no descriptor left,
 /// no memory): retrying at once would spin a core on the same error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -81,6 +86,7 @@ pub async fn serve(
     );
     let slots = Arc::new(Semaphore::new(max_connections));
     let connections = Connections::new();
+    let shed_grace = SHED_GRACE.min(limits.header_timeout / 4);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -104,15 +110,10 @@ pub async fn serve(
                 slot = slots.clone().acquire_owned() => {
                     (slot.expect("the semaphore is never closed"), None)
                 }
-                accepted = accept(&listener) => {
-                    connections.shed_longest_waiting();
-                    tokio::select! {
-                        slot = slots.clone().acquire_owned() => {
-                            (slot.expect("the semaphore is never closed"), Some(accepted))
-                        }
-                        () = &mut shutdown => break,
-                    }
-                }
+                accepted = accept(&listener) => tokio::select! {
+                    slot = room_for_one_more(&slots, &connections, shed_grace) => (slot, Some(accepted)),
+                    () = &mut shutdown => break,
+                },
                 () = &mut shutdown => break,
             },
         };
@@ -181,6 +182,23 @@ pub async fn serve(
     drop(ended_rx);
     ended_tx.closed().await;
     Ok(())
+}
+
+/// A slot for a connection accepted past the cap: the connection that has
+/// waited longest for a request head (at least `grace`) is shed, or else
+/// the first slot to free itself is taken.
+async fn room_for_one_more(
+    slots: &Arc<Semaphore>,
+    connections: &Connections,
+    grace: Duration,
+) -> OwnedSemaphorePermit {
+    loop {
+        connections.shed_longest_waiting(grace);
+        tokio::select! {
+            slot = slots.clone().acquire_owned() => return slot.expect("the semaphore is never closed"),
+            () = tokio::time::sleep(grace / 4) => {}
+        }
+    }
 }
 
 /// The next connection; `None` after an accept error (paused after, when

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::sync::Notify;
@@ -80,14 +81,22 @@ impl Connections {
     }
 
     /// Closes the connection that has waited longest for a request head, if
-    /// any; returns whether one was told to close.
-    pub(super) fn shed_longest_waiting(&self) -> bool {
+    /// it has waited at least `grace`; returns whether one was told to close.
+    /// The grace spares a new client the moment between its connect and
+    /// its request head (else a stream of new stalled connections would
+    /// shed each other, and new clients with them, as fast as they come),
+    /// and bounds the rate of sheds.
+    pub(super) fn shed_longest_waiting(&self, grace: Duration) -> bool {
+        let waited_since_at_most =
+            (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(grace.as_millis() as u64);
         let open = self.lock();
         let oldest = open
             .values()
             .filter_map(|activity| {
                 let since = activity.waiting.load(Ordering::Acquire);
-                (since != BUSY && since < SHED).then_some((since, activity))
+                let eligible =
+                    since != BUSY && since < SHED && since % KEPT_ALIVE <= waited_since_at_most;
+                eligible.then_some((since, activity))
             })
             .min_by_key(|(since, _)| *since);
         let Some((since, activity)) = oldest else {
@@ -162,35 +171,40 @@ mod tests {
     #[tokio::test]
     async fn the_longest_waiting_idle_connection_is_shed_never_a_busy_or_upgraded_one() {
         let connections = Connections::new();
+        let shed = || connections.shed_longest_waiting(Duration::from_millis(5));
         let kept_alive = connections.open();
         kept_alive.activity.busy();
         kept_alive.activity.answered(StatusCode::OK);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let oldest = connections.open();
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let busy = connections.open();
         let upgraded = connections.open();
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let newest = connections.open();
+        assert!(
+            !connections.shed_longest_waiting(Duration::from_secs(60)),
+            "none has waited a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
         busy.activity.busy();
         upgraded.activity.busy();
         upgraded.activity.answered(StatusCode::SWITCHING_PROTOCOLS);
 
-        assert!(connections.shed_longest_waiting());
+        assert!(shed());
         assert_eq!(oldest.activity.waiting.load(Ordering::Acquire), SHED);
-        assert!(connections.shed_longest_waiting());
+        assert!(shed());
         assert_eq!(newest.activity.waiting.load(Ordering::Acquire), SHED);
         // Then the kept-alive ones, however long the others waited.
-        assert!(connections.shed_longest_waiting());
+        assert!(shed());
         assert_eq!(kept_alive.activity.waiting.load(Ordering::Acquire), SHED);
-        assert!(
-            !connections.shed_longest_waiting(),
-            "busy and upgraded stay"
-        );
+        assert!(!shed(), "busy and upgraded stay");
 
         // Answered, the busy one waits for its next head: it may go now.
         busy.activity.answered(StatusCode::OK);
-        assert!(connections.shed_longest_waiting());
+        assert!(!shed(), "not before its grace");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(shed());
         drop((kept_alive, oldest, busy, newest));
         assert_eq!(connections.lock().len(), 1);
     }

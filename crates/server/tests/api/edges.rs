@@ -194,6 +194,7 @@ async fn at_the_connection_cap_the_longest_waiting_connection_makes_room() {
     let mut settings = settings(&env);
     // Longer than the test: only shedding can free a slot in time.
     settings.http.header_timeout = Duration::from_secs(60);
+    settings.http.body_timeout = Duration::from_secs(60);
     settings.http.max_connections = Some(3);
     let app = env.spawn_with(settings).await;
     let mut oldest = connect(&app).await;
@@ -201,7 +202,8 @@ async fn at_the_connection_cap_the_longest_waiting_connection_makes_room() {
     let mut half_line = connect(&app).await;
     half_line.write_all(b"GET /health/li").await.unwrap();
     let mut in_a_body = stall_in_a_body(&app).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Past the grace a connection gets for its first head (1 s).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let response = tokio::time::timeout(CLOSED_WITHIN, app.get("/health/live", None))
         .await
