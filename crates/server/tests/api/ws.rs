@@ -164,6 +164,19 @@ async fn next_json(socket: &mut Socket, within: Duration) -> Value {
     }
 }
 
+/// Connections of the API token, each subscribed to 100 of `guilds`.
+async fn subscribe_by_hundreds(app: &WsApp, guilds: &[GuildId]) -> Vec<Socket> {
+    let mut sockets = Vec::new();
+    for chunk in guilds.chunks(100) {
+        let mut socket = app.connect(API).await.expect("handshake");
+        for guild in chunk {
+            subscribe(&mut socket, guild).await;
+        }
+        sockets.push(socket);
+    }
+    sockets
+}
+
 async fn subscribe(socket: &mut Socket, guild: &GuildId) {
     send(
         socket,
@@ -527,14 +540,7 @@ async fn a_thousand_watched_guilds_cost_two_pattern_subscriptions_and_events_rea
         let before = pubsub.subscriptions();
 
         let guilds = guild_range(700_000, 1_000);
-        let mut sockets = Vec::new();
-        for chunk in guilds.chunks(100) {
-            let mut socket = app.connect(API).await.expect("handshake");
-            for guild in chunk {
-                subscribe(&mut socket, guild).await;
-            }
-            sockets.push(socket);
-        }
+        let mut sockets = subscribe_by_hundreds(&app, &guilds).await;
         // A second subscriber of one of them, on a connection of its own.
         let target = &guilds[345];
         let mut other = app.connect(ADMIN).await.expect("handshake");
@@ -604,14 +610,7 @@ async fn recomputations_for_a_burst_over_many_guilds_queue_under_the_concurrency
     let seeded = seed(&app.state.service.store).await;
 
     let guilds = guild_range(710_000, 500);
-    let mut sockets = Vec::new();
-    for chunk in guilds.chunks(100) {
-        let mut socket = app.connect(API).await.expect("handshake");
-        for guild in chunk {
-            subscribe(&mut socket, guild).await;
-        }
-        sockets.push(socket);
-    }
+    let sockets = subscribe_by_hundreds(&app, &guilds).await;
     let batch: Vec<Value> = guilds
         .iter()
         .map(|guild| event(EventKind::Typing, guild, "990003"))
