@@ -89,7 +89,7 @@ async fn an_ingest_request_writes_one_info_line_whatever_the_number_of_guilds() 
             let info = at_level(&lines, "INFO");
             assert_eq!(info.len(), 1, "{setup}: {info:#?}");
             assert!(
-                info[0].contains("Invalidated 0 cache entries for 4000 tags (guilds: 1000) after 1000 typing events"),
+                info[0].contains("Invalidated 0 cache entries for 4000 tags (guilds: 1000) after 1000 events on /api/events/typing"),
                 "{setup}: {}",
                 info[0]
             );

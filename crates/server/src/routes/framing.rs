@@ -59,23 +59,29 @@ pub fn json_framing(headers: &HeaderMap) -> Result<(), ApiError> {
             .all(|c| c.is_empty() || c.eq_ignore_ascii_case("identity"));
         if !identity {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Encoding {coding:?} is not supported: send the body uncompressed"
+                "Content-Encoding {coding} is not supported: send the body uncompressed"
             )));
         }
     }
-    let content_type = headers.get(header::CONTENT_TYPE);
-    let essence = content_type
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim());
-    match essence {
-        Some(essence) if essence.eq_ignore_ascii_case("application/json") => Ok(()),
-        Some(_) => Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type {:?} is not supported: send Content-Type: application/json",
-            content_type.map(|v| String::from_utf8_lossy(v.as_bytes()))
-        ))),
-        None => Err(ApiError::UnsupportedMediaType(
+    let Some(content_type) = headers.get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
             "Content-Type is missing: send Content-Type: application/json".into(),
-        )),
+        ));
+    };
+    // The media type without its parameters (`; charset=utf-8`).
+    let essence = content_type
+        .to_str()
+        .unwrap_or("?")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {essence} is not supported: send Content-Type: application/json"
+        )))
     }
 }
 

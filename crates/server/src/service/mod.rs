@@ -144,13 +144,13 @@ fn log_ingested(
 ) {
     match invalidated {
         _ if tags == 0 => info!(
-            "Stored {stored} {kind} events (guilds: {guilds}); no cached analytics depend on them"
+            "Stored {stored} events on /api/events/{kind} (guilds: {guilds}); no cached analytics depend on them"
         ),
         Some(entries) => info!(
-            "Invalidated {entries} cache entries for {tags} tags (guilds: {guilds}) after {stored} {kind} events"
+            "Invalidated {entries} cache entries for {tags} tags (guilds: {guilds}) after {stored} events on /api/events/{kind}"
         ),
         None => info!(
-            "Invalidation of {tags} tags (guilds: {guilds}) after {stored} {kind} events journaled until Redis answers"
+            "Invalidation of {tags} tags (guilds: {guilds}) after {stored} events on /api/events/{kind} journaled until Redis answers"
         ),
     }
 }
