@@ -173,3 +173,31 @@ async fn a_classic_publish_on_one_master_reaches_a_subscriber_on_another() {
     );
     assert_eq!(message.get_payload::<String>().unwrap(), "hello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_tells_whether_the_replica_has_a_write_before_it_counts_as_done() {
+    // A master killed after an invalidation its replica had not received
+    // yet: the promoted replica serves what was invalidated. `WAIT 1` on
+    // the master (on a connection of its own: WAIT blocks it) is how the
+    // cluster store will know an invalidation survives a failover.
+    let cluster = RedisCluster::start();
+    let key = "marker:guild:1";
+    let master = cluster.master_of(key);
+    let replica = cluster.replicas_of(&master).pop().expect("a replica");
+    let on_master = redis::Client::open(format!("redis://{master}")).unwrap();
+    let mut on_master = on_master.get_multiplexed_async_connection().await.unwrap();
+    let wait = |timeout_ms: u64| redis::cmd("WAIT").arg(1).arg(timeout_ms).clone();
+
+    let _: () = on_master.set(key, "v1").await.unwrap();
+    let acked: i64 = wait(2000).query_async(&mut on_master).await.unwrap();
+    assert_eq!(acked, 1, "a healthy replica acknowledges");
+
+    // The replica's link cut (its process stopped): the write is the
+    // master's alone, and WAIT says so when its timeout ends.
+    let replica_node = cluster.node(cluster.index_of(&replica));
+    replica_node.pause();
+    let _: () = on_master.del(key).await.unwrap();
+    let acked: i64 = wait(300).query_async(&mut on_master).await.unwrap();
+    replica_node.resume();
+    assert_eq!(acked, 0, "not acknowledged while the replica is away");
+}
