@@ -215,15 +215,9 @@ impl Settings {
             event_max_future_skew: vars
                 .millis("EVENT_MAX_FUTURE_SKEW_MS")?
                 .unwrap_or(spywatcher_analytics::DEFAULT_MAX_FUTURE_SKEW),
-            ws_push_interval: match vars.millis("WS_PUSH_INTERVAL_MS")? {
-                Some(Duration::ZERO) => {
-                    return Err(ConfigError {
-                        variable: "WS_PUSH_INTERVAL_MS",
-                        message: "must be at least 1 millisecond".into(),
-                    });
-                }
-                interval => interval.unwrap_or(Duration::from_secs(1)),
-            },
+            ws_push_interval: vars
+                .positive_millis("WS_PUSH_INTERVAL_MS")?
+                .unwrap_or(Duration::from_secs(1)),
             ws_recompute_concurrency: vars
                 .at_least_one("WS_RECOMPUTE_CONCURRENCY", "a number of recomputations")?
                 .unwrap_or(2),
@@ -246,17 +240,8 @@ impl Settings {
                 request_timeout: vars
                     .positive_millis("HTTP_REQUEST_TIMEOUT_MS")?
                     .unwrap_or(Duration::from_secs(30)),
-                max_connections: match vars
-                    .parse::<usize>("HTTP_MAX_CONNECTIONS", "a number of connections")?
-                {
-                    Some(0) => {
-                        return Err(ConfigError {
-                            variable: "HTTP_MAX_CONNECTIONS",
-                            message: "must be at least 1".into(),
-                        });
-                    }
-                    max => max,
-                },
+                max_connections: vars
+                    .at_least_one("HTTP_MAX_CONNECTIONS", "a number of connections")?,
             },
             auth_failures_per_minute: vars
                 .parse(
@@ -264,17 +249,10 @@ impl Settings {
                     "a number of failures (0 turns the slowdown off)",
                 )?
                 .unwrap_or(30),
-            rate_limit_miss_cost: match vars
-                .parse::<u32>("RATE_LIMIT_MISS_COST", "a number of requests")?
-            {
-                Some(0) => {
-                    return Err(ConfigError {
-                        variable: "RATE_LIMIT_MISS_COST",
-                        message: "must be at least 1 (the cost of a hit)".into(),
-                    });
-                }
-                cost => cost.unwrap_or(10),
-            },
+            // At least 1: the cost of a hit.
+            rate_limit_miss_cost: vars
+                .at_least_one("RATE_LIMIT_MISS_COST", "a number of requests")?
+                .unwrap_or(10),
             rate_limit_redis_timeout: vars
                 .positive_millis("RATE_LIMIT_REDIS_TIMEOUT_MS")?
                 .unwrap_or(Duration::from_millis(250)),
@@ -366,13 +344,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A count of at least 1.
-    fn at_least_one(
+    /// A count, 0 refused.
+    fn at_least_one<T: FromStr + From<u8> + PartialEq>(
         &self,
         variable: &'static str,
         expected: &str,
-    ) -> Result<Option<usize>, ConfigError> {
-        match self.parse::<usize>(variable, expected)? {
-            Some(0) => Err(ConfigError {
+    ) -> Result<Option<T>, ConfigError> {
+        match self.parse::<T>(variable, expected)? {
+            Some(n) if n == T::from(0) => Err(ConfigError {
                 variable,
                 message: "must be at least 1".into(),
             }),

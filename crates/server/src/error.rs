@@ -64,6 +64,12 @@ impl ApiError {
     }
 }
 
+/// A wait as whole seconds for `Retry-After`: rounded up, at least 1 (a
+/// client told 0 would retry at once).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_millis() as u64).div_ceil(1000).max(1)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -31,7 +31,7 @@ use redis::aio::ConnectionManager;
 use tracing::{info, warn};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, retry_after_secs};
 
 pub struct RateLimiter {
     limiter: Limiter,
@@ -156,7 +156,7 @@ impl Memory {
             Ok(Ok(())) => None,
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Some(wait.as_secs() + 1)
+                Some(retry_after_secs(wait))
             }
             // More units than a whole budget: never there.
             Err(_) => Some(60),
@@ -220,7 +220,7 @@ impl RedisWindow {
         let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
         match tokio::time::timeout(self.limits.timeout, call).await {
             Ok(Ok((count, ms_left))) => (count > u64::from(self.per_minute.get()))
-                .then(|| (ms_left.max(0) as u64).div_ceil(1000).max(1)),
+                .then(|| retry_after_secs(Duration::from_millis(ms_left.max(0) as u64))),
             Ok(Err(e)) => self.went_away(&client, units, &e.to_string()),
             Err(_) => self.went_away(&client, units, "no answer in time"),
         }

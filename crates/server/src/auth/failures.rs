@@ -28,12 +28,13 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use super::AuthFailure;
+use crate::error::retry_after_secs;
 
 /// The metric counting failed authentications, labelled by `reason`
 /// (`missing`, `invalid`, `blocked`).
@@ -79,7 +80,7 @@ impl AuthFailures {
             return None;
         }
         metrics::counter!(FAILURES_METRIC, "reason" => "blocked").increment(1);
-        Some(seconds(until - now))
+        Some(retry_after_secs(until - now))
     }
 
     /// Counts a failure; `Some(seconds to wait)` when it blocked the address.
@@ -97,7 +98,7 @@ impl AuthFailures {
         let mut blocked = self.lock();
         blocked.insert(ip, Instant::now() + wait);
         self.blocked_count.store(blocked.len(), Ordering::Release);
-        Some(seconds(wait))
+        Some(retry_after_secs(wait))
     }
 
     fn prune(&self) {
@@ -124,11 +125,6 @@ fn key(ip: IpAddr) -> IpAddr {
             None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         },
     }
-}
-
-/// Whole seconds for `Retry-After`, rounded up, at least 1.
-fn seconds(wait: Duration) -> u64 {
-    (wait.as_millis() as u64).div_ceil(1000).max(1)
 }
 
 #[cfg(test)]
