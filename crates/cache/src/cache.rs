@@ -158,6 +158,8 @@ impl Cache {
                 )
                 .map_err(ConfigError::RedisUrl)?,
             ),
+            // The cluster store lands with issue 10.
+            Backend::RedisCluster { .. } => return Err(ConfigError::NoClusterNodes),
         };
         let keys = Arc::new(KeyInvalidations::default());
         let inner = Arc::new(Inner {

@@ -10,6 +10,10 @@ pub enum Backend {
     Embedded,
     /// A standalone Redis: `redis://[:password@]host:port[/db]` or `rediss://` for TLS.
     Redis { url: String },
+    /// A Redis Cluster, reached through any of its nodes:
+    /// `redis://[:password@]host:port` each, or `rediss://` for TLS. The
+    /// rest of the cluster is discovered from them.
+    RedisCluster { nodes: Vec<String> },
 }
 
 /// How a [`Cache`](crate::Cache) behaves. `CacheConfig::default()` is the
@@ -104,6 +108,20 @@ impl CacheConfig {
     pub fn redis(url: impl Into<String>) -> Self {
         CacheConfig {
             backend: Backend::Redis { url: url.into() },
+            ..CacheConfig::default()
+        }
+    }
+
+    /// The defaults, on a Redis Cluster reached through `nodes` (URLs).
+    pub fn redis_cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CacheConfig {
+            backend: Backend::RedisCluster {
+                nodes: nodes.into_iter().map(Into::into).collect(),
+            },
             ..CacheConfig::default()
         }
     }

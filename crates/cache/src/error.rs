@@ -39,6 +39,12 @@ pub enum ConfigError {
         "invalid cache prefix {0:?}: must be non-empty and contain no glob characters (* ? [ ])"
     )]
     Prefix(String),
+    #[error(
+        "invalid cache prefix {0:?} for Redis Cluster: it may not contain {{ or }}, which would choose the cluster slot of every key"
+    )]
+    ClusterPrefix(String),
+    #[error("Redis Cluster needs at least one node")]
+    NoClusterNodes,
 }
 
 /// A failure to record or read the pending-invalidation journal.
