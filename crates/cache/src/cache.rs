@@ -30,7 +30,7 @@ use crate::l1::L1;
 use crate::lock::FillWaiters;
 use crate::maintenance;
 use crate::pubsub::PubSub;
-use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
+use crate::stats::{CacheStats, Counters, MasterStats, ServerFigures, Tier};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Lookup, Store, Versions};
@@ -158,8 +158,30 @@ impl Cache {
                 )
                 .map_err(ConfigError::RedisUrl)?,
             ),
-            // The cluster store lands with issue 10.
-            Backend::RedisCluster { .. } => return Err(ConfigError::NoClusterNodes),
+            Backend::RedisCluster { nodes } => {
+                if config.prefix.contains(['{', '}']) {
+                    return Err(ConfigError::ClusterPrefix(config.prefix.clone()));
+                }
+                let first = nodes.first().ok_or(ConfigError::NoClusterNodes)?;
+                (
+                    Store::Redis(Box::new(RedisStore::cluster(
+                        nodes,
+                        &config.prefix,
+                        config.connect_timeout,
+                        config.op_timeout,
+                        config.redis_read_hints,
+                    )?)),
+                    PubSub::redis(
+                        first,
+                        &config.prefix,
+                        config.connect_timeout,
+                        config.op_timeout,
+                        breaker.clone(),
+                        hooks.clone(),
+                    )
+                    .map_err(ConfigError::RedisUrl)?,
+                )
+            }
         };
         let keys = Arc::new(KeyInvalidations::default());
         let inner = Arc::new(Inner {
@@ -201,11 +223,11 @@ impl Cache {
         &self.inner.hooks
     }
 
-    /// `redis` or `embedded`.
+    /// `redis`, `redis-cluster` or `embedded`.
     pub fn backend_name(&self) -> &'static str {
-        match self.inner.store {
+        match &self.inner.store {
             Store::Embedded(_) => "embedded",
-            Store::Redis(_) => "redis",
+            Store::Redis(store) => store.kind(),
         }
     }
 
@@ -421,9 +443,10 @@ impl Cache {
         let (figures, circuit) = match &inner.store {
             Store::Embedded(store) => {
                 let figures = ServerFigures {
-                    memory_used: human_bytes(store.weighted_size().await),
+                    memory_used: crate::stats::human_bytes(store.weighted_size().await),
                     evicted_keys: store.evicted().await,
                     key_count: store.entry_count().await,
+                    masters: Vec::new(),
                 };
                 (figures, "none")
             }
@@ -440,6 +463,16 @@ impl Cache {
                         memory_used: info.used_memory_human,
                         evicted_keys: info.evicted_keys,
                         key_count: info.key_count,
+                        masters: info
+                            .masters
+                            .into_iter()
+                            .map(|m| MasterStats {
+                                address: m.addr,
+                                memory_used: crate::stats::human_bytes(m.used_memory),
+                                evicted_keys: m.evicted_keys,
+                                key_count: m.key_count,
+                            })
+                            .collect(),
                     },
                     Err(_) => ServerFigures {
                         memory_used: "unavailable".to_string(),
@@ -678,20 +711,5 @@ pub(crate) fn decode_or_warn<T: DeserializeOwned>(key: &str, encoded: &[u8]) -> 
             warn!(key, error = %e, "cached value unreadable: treated as a miss");
             None
         }
-    }
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.2}{}", UNITS[unit])
     }
 }

@@ -174,6 +174,30 @@ pub(crate) fn envelope_value(envelope: Bytes) -> Result<Bytes, CodecError> {
     Ok(Envelope::parse(envelope)?.into_value())
 }
 
+/// The envelope of a value stored under `tags` at `versions` (in the same
+/// order): what `set.lua` writes on a standalone Redis, built here for a
+/// cluster, where the tags' markers live in other slots than the entry.
+pub(crate) fn envelope<T: AsRef<[u8]>, V: AsRef<[u8]>>(
+    tags: &[T],
+    versions: &[V],
+    value: &[u8],
+) -> Vec<u8> {
+    let header: usize = tags.iter().map(|t| t.as_ref().len() + 24).sum();
+    let mut out = Vec::with_capacity(8 + header + value.len());
+    out.push(b'1');
+    out.extend_from_slice(tags.len().to_string().as_bytes());
+    out.push(b'\n');
+    for (tag, version) in tags.iter().zip(versions) {
+        let tag = tag.as_ref();
+        out.extend_from_slice(tag.len().to_string().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(tag);
+        out.extend_from_slice(version.as_ref());
+    }
+    out.extend_from_slice(value);
+    out
+}
+
 /// An envelope read from Redis, its header parsed: the tags the entry was
 /// written under, with the version each had then, and the value.
 pub(crate) struct Envelope {
@@ -244,6 +268,12 @@ impl Envelope {
                 .iter()
                 .enumerate()
                 .all(|(i, tag)| self.tag(i) == tag.as_bytes())
+    }
+
+    /// The header (tags and versions), without the value: what an entry
+    /// must still begin with to be the one that was read.
+    pub fn header(&self) -> &[u8] {
+        &self.data[..self.value_start]
     }
 
     /// The value (flag byte and data), without copying.
@@ -357,6 +387,23 @@ mod tests {
         assert!(!env.is_current(&[current[0], Some(&b"fedcba9876543211"[..])]));
         assert!(!env.is_current(&current[..1]));
         assert_eq!(&env.into_value()[..], b"j[]");
+    }
+
+    #[test]
+    fn a_built_envelope_is_the_one_set_lua_writes() {
+        let built = envelope(
+            &["guild", "abc"],
+            &["0123456789abcdef", "fedcba9876543210"],
+            b"j[]",
+        );
+        assert_eq!(
+            built,
+            b"12\n5\nguild0123456789abcdef3\nabcfedcba9876543210j[]".to_vec()
+        );
+        let parsed = Envelope::parse(Bytes::from(built)).unwrap();
+        assert_eq!(parsed.header().len(), 47);
+        assert!(parsed.header().ends_with(b"fedcba9876543210"));
+        assert_eq!(&parsed.into_value()[..], b"j[]");
     }
 
     #[test]

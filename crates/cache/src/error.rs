@@ -24,6 +24,10 @@ pub enum StoreError {
     Reply(#[from] redis::ParsingError),
     #[error("redis call timed out")]
     Timeout,
+    /// On a cluster: no replica of the master at this address acknowledged
+    /// an invalidation in time, so a failover could undo it.
+    #[error("no replica of the Redis master at {0} acknowledged the write in time")]
+    Unacknowledged(String),
     #[error("circuit breaker open: redis skipped")]
     CircuitOpen,
     #[error(transparent)]

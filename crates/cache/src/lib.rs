@@ -88,7 +88,7 @@ pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation, now_ms};
 pub use pubsub::{Message, PubSub, Subscription};
-pub use stats::{CacheStats, TypeStats};
+pub use stats::{CacheStats, MasterStats, TypeStats};
 
 /// The exact `redis` connection set-up of the Redis store, for benchmarks
 /// that compare the cache with raw commands on the same kind of connection.

@@ -1,7 +1,9 @@
 //! The background task of a Redis-backed cache:
 //!
-//! - verify the server at start, and any server a call meets for the first
-//!   time (`store/redis/link.rs`):
+//! - verify the server at start, any server a call meets for the first
+//!   time (`store/redis/link.rs`), and on a cluster, at every tick, the
+//!   masters as they are now (a failover changes them without any call
+//!   failing):
 //!   if the journal says the retention window was not replayed into it (a
 //!   new `run_id`: a restart, possibly from an older snapshot, or a
 //!   failover), replay it, and drop the loading leases it holds if the
@@ -86,6 +88,9 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             let Store::Redis(store) = &inner.store else {
                 return;
             };
+            if !verify && !inner.breaker.is_open() {
+                verify = changed(&inner, store).await;
+            }
             if inner.breaker.is_open() {
                 recover(&inner, store).await;
             } else if verify && !verified(&inner, store).await && inner.breaker.trip() {
@@ -119,6 +124,16 @@ pub(crate) fn spawn(inner: &Arc<Inner>) {
             }
         }
     }));
+}
+
+/// Whether the servers changed since verified (a cluster's masters; see
+/// `RedisStore::changed`). A cluster that cannot be looked at now is left to
+/// the calls, which trip the breaker if it does not answer them either.
+async fn changed(inner: &Inner, store: &RedisStore) -> bool {
+    match tokio::time::timeout(inner.config.op_timeout, store.changed()).await {
+        Ok(Ok(changed)) => changed,
+        _ => false,
+    }
 }
 
 /// Sweeps stale entries for at most [`SWEEP_BUDGET`]; true if more remain.

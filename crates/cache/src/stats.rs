@@ -139,6 +139,7 @@ impl Counters {
             compression_bytes_saved: get(&self.compression_saved),
             circuit: circuit.to_string(),
             backend: backend.to_string(),
+            masters: server.masters,
             by_type: self
                 .groups
                 .iter()
@@ -170,6 +171,7 @@ pub(crate) struct ServerFigures {
     pub memory_used: String,
     pub evicted_keys: u64,
     pub key_count: u64,
+    pub masters: Vec<MasterStats>,
 }
 
 /// A percentage with two decimals; 0 before any lookup.
@@ -214,9 +216,25 @@ pub struct CacheStats {
     pub compression_bytes_saved: u64,
     /// `closed` (Redis in use), `open` (Redis skipped), or `none` (embedded).
     pub circuit: String,
-    /// `redis` or `embedded`.
+    /// `redis`, `redis-cluster` or `embedded`.
     pub backend: String,
+    /// On a Redis Cluster, each master's own figures (the totals above are
+    /// their sums); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masters: Vec<MasterStats>,
     pub by_type: BTreeMap<String, TypeStats>,
+}
+
+/// One master of a Redis Cluster, as [`CacheStats::masters`] reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MasterStats {
+    /// `host:port`.
+    pub address: String,
+    pub memory_used: String,
+    pub evicted_keys: u64,
+    /// Entries under this cache's prefix on this master.
+    pub key_count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +243,22 @@ pub struct TypeStats {
     pub hits: u64,
     pub misses: u64,
     pub hit_rate: f64,
+}
+
+/// `1.50M`, as Redis' `used_memory_human` reads.
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "K", "M", "G"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

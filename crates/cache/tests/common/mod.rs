@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use spywatcher_cache::{Cache, CacheConfig, Journal, MemoryJournal};
+pub use spywatcher_testkit::cluster::RedisCluster;
 pub use spywatcher_testkit::redis::RedisServer;
 
 pub fn fast_config(server: &RedisServer) -> CacheConfig {
@@ -15,6 +16,17 @@ pub fn fast_config(server: &RedisServer) -> CacheConfig {
         breaker_cooldown: Duration::from_millis(200),
         journal_interval: Duration::from_millis(200),
         ..CacheConfig::redis(server.url())
+    }
+}
+
+/// [`fast_config`] on a real 3+3 Redis Cluster.
+pub fn cluster_config(cluster: &RedisCluster) -> CacheConfig {
+    CacheConfig {
+        op_timeout: Duration::from_millis(100),
+        connect_timeout: Duration::from_millis(100),
+        breaker_cooldown: Duration::from_millis(200),
+        journal_interval: Duration::from_millis(200),
+        ..CacheConfig::redis_cluster(cluster.nodes().iter().map(|n| format!("redis://{n}")))
     }
 }
 
@@ -36,6 +48,7 @@ pub fn embedded_cache() -> Cache {
 /// process, or with the markers read in Redis on every read).
 pub enum Setup {
     Redis(RedisServer, Cache, &'static str),
+    Cluster(RedisCluster, Cache, &'static str),
     Embedded(Cache),
 }
 
@@ -60,18 +73,25 @@ impl Setup {
                 }
             }),
             Setup::Embedded(embedded_cache()),
+            {
+                let cluster = RedisCluster::start();
+                let cache = Cache::new(cluster_config(&cluster)).expect("cache on a cluster");
+                Setup::Cluster(cluster, cache, "redis cluster")
+            },
         ]
     }
 
     pub fn cache(&self) -> &Cache {
         match self {
-            Setup::Redis(_, cache, _) | Setup::Embedded(cache) => cache,
+            Setup::Redis(_, cache, _) | Setup::Cluster(_, cache, _) | Setup::Embedded(cache) => {
+                cache
+            }
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Setup::Redis(_, _, name) => name,
+            Setup::Redis(_, _, name) | Setup::Cluster(_, _, name) => name,
             Setup::Embedded(_) => "embedded",
         }
     }

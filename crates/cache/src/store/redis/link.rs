@@ -90,6 +90,11 @@ tokio::task_local! {
     static VERIFYING: ();
 }
 
+/// Is this the maintenance task, which may talk to unverified servers?
+pub(crate) fn is_verifying() -> bool {
+    VERIFYING.try_with(|_| ()).is_ok()
+}
+
 /// Runs `work` (the maintenance task's) with leave to talk to unverified servers.
 pub(crate) async fn verifying<F: std::future::Future>(work: F) -> F::Output {
     VERIFYING.scope((), work).await
@@ -142,7 +147,7 @@ impl Link {
     /// [`verifying`], to whatever server answers.
     pub async fn conn(&self) -> Result<LinkConnection, StoreError> {
         let open = self.open().await?;
-        if !self.identity.is_verified(&open.run_id) && VERIFYING.try_with(|_| ()).is_err() {
+        if !self.identity.is_verified(&open.run_id) && !is_verifying() {
             self.identity.wait_verified(&open.run_id).await;
         }
         Ok(self.handle(open))

@@ -5,7 +5,15 @@
 //! (`tracking.rs`); without a tracked connection, one `MGET` of the entry and
 //! its tags' markers, checked here (`hints.rs`). Reads are served only by a
 //! server this process has verified (`link.rs`).
+//!
+//! On a Redis Cluster (`cluster/`) the same store runs the operations whose
+//! standalone form is one script over many slots as single-slot steps, and
+//! its identity is that of the cluster's masters; everything else (reads,
+//! leases, TTLs) is the code below, on the cluster client's connection
+//! (`connection.rs`).
 
+mod cluster;
+mod connection;
 mod hints;
 mod keys;
 mod link;
@@ -18,10 +26,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};
 
+use self::cluster::Cluster;
+pub(crate) use self::cluster::MasterInfo;
+use self::connection::Conn;
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
+use self::link::Link;
 pub(crate) use self::link::{Identity, verifying};
-use self::link::{Link, LinkConnection};
 use self::scripts::Scripts;
 use self::tracking::{Check, TrackedReader};
 use super::{Lookup, Versions};
@@ -34,6 +45,8 @@ pub(crate) struct ServerInfo {
     pub used_memory_human: String,
     pub evicted_keys: u64,
     pub key_count: u64,
+    /// On a cluster, each master's own figures (the above are their sums).
+    pub masters: Vec<MasterInfo>,
 }
 
 /// A value read for L1, and whether the entry was written under exactly
@@ -43,8 +56,14 @@ pub(crate) struct Read {
     pub same_tags: bool,
 }
 
+/// What the store talks to (both boxed: the store stays small).
+enum Servers {
+    Standalone(Box<Link>),
+    Cluster(Box<Cluster>),
+}
+
 pub(crate) struct RedisStore {
-    link: Link,
+    servers: Servers,
     identity: Arc<Identity>,
     keys: KeyLayout,
     scripts: Scripts,
@@ -76,7 +95,11 @@ impl RedisStore {
         )
         .map_err(ConfigError::RedisUrl)?;
         Ok(RedisStore {
-            link: Link::new(client, connect_timeout, identity.clone()),
+            servers: Servers::Standalone(Box::new(Link::new(
+                client,
+                connect_timeout,
+                identity.clone(),
+            ))),
             identity,
             keys,
             scripts: Scripts::new(),
@@ -86,8 +109,41 @@ impl RedisStore {
         })
     }
 
-    async fn conn(&self) -> Result<LinkConnection, StoreError> {
-        self.link.conn().await
+    /// The store on a Redis Cluster reached through `nodes` (URLs). Nothing
+    /// is connected yet, as for [`new`](Self::new).
+    pub fn cluster(
+        nodes: &[String],
+        prefix: &str,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+        read_hints: usize,
+    ) -> Result<Self, ConfigError> {
+        Ok(RedisStore {
+            servers: Servers::Cluster(Box::new(Cluster::new(nodes, connect_timeout, op_timeout)?)),
+            identity: Identity::new(),
+            keys: KeyLayout::new(prefix),
+            scripts: Scripts::new(),
+            hints: Box::new(Hints::new(read_hints)),
+            epochs: Box::new(TagEpochs::new()),
+            tracked: None,
+        })
+    }
+
+    /// A connection for the store's commands, to verified servers only (see
+    /// `link.rs`); on a cluster, while the cluster's masters are the ones
+    /// last verified.
+    async fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.servers {
+            Servers::Standalone(link) => Ok(Conn::Standalone(link.conn().await?)),
+            Servers::Cluster(cluster) => {
+                let conn = cluster.connection().await?;
+                let topology = cluster.topology().await?;
+                if !self.identity.is_verified(&topology.identity) && !link::is_verifying() {
+                    self.identity.wait_verified(&topology.identity).await;
+                }
+                Ok(Conn::Cluster(conn))
+            }
+        }
     }
 
     /// The servers this process has verified.
@@ -95,9 +151,35 @@ impl RedisStore {
         &self.identity
     }
 
-    /// The `run_id` of the server the store talks to now.
+    /// The identity of the server the store talks to now: its `run_id`, or
+    /// on a cluster its masters' (read again now).
     pub async fn server(&self) -> Result<String, StoreError> {
-        self.link.server().await
+        match &self.servers {
+            Servers::Standalone(link) => link.server().await,
+            Servers::Cluster(cluster) => Ok(cluster.refresh().await?.identity.to_string()),
+        }
+    }
+
+    /// Whether the servers changed since they were last verified, looking
+    /// now: on a cluster, a failover or a master restarted in place, which
+    /// nothing else would notice (the cluster client follows them silently).
+    /// A standalone connection notices by itself (`link.rs`).
+    pub async fn changed(&self) -> Result<bool, StoreError> {
+        match &self.servers {
+            Servers::Standalone(_) => Ok(false),
+            Servers::Cluster(cluster) => {
+                let topology = cluster.refresh().await?;
+                Ok(!self.identity.is_verified(&topology.identity))
+            }
+        }
+    }
+
+    /// `redis` or `redis-cluster`.
+    pub fn kind(&self) -> &'static str {
+        match &self.servers {
+            Servers::Standalone(_) => "redis",
+            Servers::Cluster(_) => "redis-cluster",
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -260,6 +342,9 @@ impl RedisStore {
         tags: &[String],
         ttl: Duration,
     ) -> Result<Lookup, StoreError> {
+        if let Servers::Cluster(_) = &self.servers {
+            return self.cluster_lookup(key, tags, ttl).await;
+        }
         let mut invocation = self.scripts.lookup.key(self.keys.entry(key));
         invocation.arg(&self.keys.marker_prefix).arg(ttl_ms(ttl));
         for tag in tags {
@@ -286,8 +371,11 @@ impl RedisStore {
         tags: &[String],
         expected: Option<&[String]>,
     ) -> Result<bool, StoreError> {
-        let cmd = self.set_command(key, value, ttl, tags, expected);
         self.hint(key, tags);
+        if let Servers::Cluster(_) = &self.servers {
+            return self.cluster_set(key, value, ttl, tags, expected).await;
+        }
+        let cmd = self.set_command(key, value, ttl, tags, expected);
         let stored: i64 = self.eval(&self.scripts.set, &cmd).await?;
         Ok(stored == 1)
     }
@@ -369,10 +457,15 @@ impl RedisStore {
         if entries.is_empty() {
             return Ok(0);
         }
+        for (key, _, _, tags) in entries {
+            self.hint(key, tags);
+        }
+        if let Servers::Cluster(_) = &self.servers {
+            return self.cluster_set_many(entries).await;
+        }
         let mut pipe = redis::pipe();
         for (key, value, ttl, tags) in entries {
             pipe.add_command(self.set_command(key, value, *ttl, tags, None));
-            self.hint(key, tags);
         }
         let replies: Vec<i64> = self.eval_pipeline(&self.scripts.set, &pipe).await?;
         Ok(replies.into_iter().filter(|&r| r == 1).count() as u64)
@@ -381,6 +474,9 @@ impl RedisStore {
     pub async fn delete_many(&self, keys: &[String]) -> Result<u64, StoreError> {
         if keys.is_empty() {
             return Ok(0);
+        }
+        if let Servers::Cluster(cluster) = &self.servers {
+            return self.cluster_delete_many(cluster, keys).await;
         }
         let redis_keys: Vec<String> = keys.iter().map(|k| self.keys.entry(k)).collect();
         let n: u64 = self.conn().await?.unlink(redis_keys).await?;
@@ -393,9 +489,14 @@ impl RedisStore {
         if tags.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
         for tag in tags {
             self.epochs.bump(tag.as_bytes());
+        }
+        if let Servers::Cluster(cluster) = &self.servers {
+            return self.cluster_invalidate_tags(cluster, tags).await;
+        }
+        let mut pipe = redis::pipe();
+        for tag in tags {
             pipe.add_command(evalsha(&self.scripts.invalidate, 3))
                 .arg(self.keys.marker(tag))
                 .arg(self.keys.members(tag))
@@ -407,6 +508,9 @@ impl RedisStore {
 
     /// Deletes the keys under the prefix matching `glob` (SCAN, then UNLINK in batches).
     pub async fn clear_pattern(&self, glob: &str) -> Result<u64, StoreError> {
+        if let Servers::Cluster(cluster) = &self.servers {
+            return self.cluster_clear_pattern(cluster, glob).await;
+        }
         let mut conn = self.conn().await?;
         let pattern = format!("{}{glob}", self.keys.prefix);
         let mut cursor: u64 = 0;
@@ -433,6 +537,9 @@ impl RedisStore {
 
     /// Sweeps one batch of stale entries; `false` when there was nothing to sweep.
     pub async fn sweep(&self, batch: usize) -> Result<bool, StoreError> {
+        if let Servers::Cluster(_) = &self.servers {
+            return self.cluster_sweep(batch).await;
+        }
         let examined: i64 = self
             .scripts
             .sweep
@@ -488,6 +595,9 @@ impl RedisStore {
     }
 
     pub async fn info(&self) -> Result<ServerInfo, StoreError> {
+        if let Servers::Cluster(cluster) = &self.servers {
+            return self.cluster_info(cluster).await;
+        }
         let mut conn = self.conn().await?;
         let memory: String = redis::cmd("INFO")
             .arg("memory")
@@ -503,6 +613,7 @@ impl RedisStore {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             key_count: 0,
+            masters: Vec::new(),
         };
         let pattern = format!("{}*", self.keys.prefix);
         let mut cursor: u64 = 0;

@@ -4,11 +4,12 @@
 //! envelope check exists once in Lua. Plain reads (`get`) run no script:
 //! they check the envelope in Rust (`codec::Envelope`, `hints.rs`).
 //!
-//! The scripts touch keys they compute (tag markers) besides those declared in
-//! `KEYS`: fine on a standalone Redis. On Redis Cluster the markers of an
-//! entry live in other slots, so a cluster store checks them from the client
-//! instead; every per-tag key shares the tag's hash tag (`~t:{tag}`,
-//! `~m:{tag}`) so each tag's own bookkeeping stays within one slot.
+//! The standalone scripts touch keys they compute (tag markers) besides those
+//! declared in `KEYS`: fine on a standalone Redis. On Redis Cluster the
+//! markers of an entry live in other slots, so the cluster store
+//! (`cluster/`) runs each operation as single-slot steps: one script per tag
+//! (`tag_*.lua`; every per-tag key shares the tag's hash tag, `~t:{tag}`,
+//! `~m:{tag}`, `~g:{tag}:…`), then the entry.
 
 use redis::Script;
 
@@ -24,6 +25,11 @@ pub(crate) struct Scripts {
     pub invalidate: Script,
     pub sweep: Script,
     pub unlock: Script,
+    /// Redis Cluster's single-slot steps.
+    pub tag_marker: Script,
+    pub tag_set: Script,
+    pub tag_invalidate: Script,
+    pub unlink_stale: Script,
 }
 
 impl Scripts {
@@ -35,6 +41,10 @@ impl Scripts {
             // Checks envelopes itself, reading each marker once per batch.
             sweep: Script::new(include_str!("scripts/sweep.lua")),
             unlock: Script::new(include_str!("scripts/unlock.lua")),
+            tag_marker: Script::new(include_str!("scripts/tag_marker.lua")),
+            tag_set: Script::new(include_str!("scripts/tag_set.lua")),
+            tag_invalidate: Script::new(include_str!("scripts/tag_invalidate.lua")),
+            unlink_stale: Script::new(include_str!("scripts/unlink_stale.lua")),
         }
     }
 }

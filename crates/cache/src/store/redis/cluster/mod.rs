@@ -1,0 +1,599 @@
+//! The Redis Cluster side of the store: the operations whose standalone
+//! form is one script over keys of many slots, done here as single-slot
+//! steps that keep the same key names (SPEC 1.2 holds for each step order
+//! chosen below; the reasons are in the scripts and on each method).
+//!
+//! Commands of one key, and `MGET`/`EXISTS`/`UNLINK` of many, are shared
+//! with the standalone store (`connection.rs`): the cluster client routes
+//! them by slot, splits multi-key ones per slot, and follows `MOVED`/`ASK`
+//! through failovers. Reads use the hinted `MGET` path (`hints.rs`): the
+//! client-tracked path is standalone only for now.
+//!
+//! What must survive a failover goes to the masters on connections of the
+//! store's own (`topology.rs`) and counts as done only once a replica has it
+//! (`WAIT`): tag invalidations and deletions. A promoted replica therefore
+//! holds every invalidation that returned; one that was not acknowledged is a
+//! failed call, journaled and applied again before Redis is read (`cache.rs`).
+
+mod topology;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::{join_all, try_join_all};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{IntoConnectionInfo, Value};
+use tracing::debug;
+
+pub(crate) use self::topology::Topology;
+use self::topology::{Master, Topologies};
+use super::keys::KeyLayout;
+use super::{RedisStore, ServerInfo, evalsha, ttl_ms};
+use crate::codec::{self, Envelope, new_version};
+use crate::error::{CodecError, ConfigError, StoreError};
+use crate::store::{Lookup, Versions};
+
+/// Entries written at once by `set_many`, each a few concurrent steps.
+const SET_MANY_CONCURRENCY: usize = 32;
+
+/// Figures of one master, for the stats.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MasterInfo {
+    pub addr: String,
+    pub used_memory: u64,
+    pub evicted_keys: u64,
+    pub key_count: u64,
+}
+
+pub(crate) struct Cluster {
+    client: ClusterClient,
+    connect_timeout: Duration,
+    conn: RwLock<Option<ClusterConnection>>,
+    connecting: tokio::sync::Mutex<()>,
+    pub topology: Topologies,
+    /// `WAIT`'s timeout: how long a replica has to acknowledge an
+    /// invalidation before the call counts as failed.
+    ack_timeout: Duration,
+}
+
+impl Cluster {
+    pub fn new(
+        nodes: &[String],
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> Result<Cluster, ConfigError> {
+        let infos = nodes
+            .iter()
+            .map(|n| n.as_str().into_connection_info())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::RedisUrl)?;
+        let template = infos.first().cloned().ok_or(ConfigError::NoClusterNodes)?;
+        // Retries bounded by the call's budget: the defaults (16, at least
+        // 1.28 s apart) would have one call outlast a failover many times
+        // (crates/cache/tests/cluster_client.rs). Our own per-call timeout
+        // and breaker decide what a slow cluster means.
+        let client = ClusterClient::builder(infos)
+            .retries(3)
+            .min_retry_wait(20)
+            .max_retry_wait(200)
+            .connection_timeout(connect_timeout)
+            .response_timeout(op_timeout.max(connect_timeout))
+            .build()
+            .map_err(ConfigError::RedisUrl)?;
+        Ok(Cluster {
+            client,
+            connect_timeout,
+            conn: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            topology: Topologies::new(template, super::link::connection_config(connect_timeout)),
+            ack_timeout: (op_timeout / 2).max(Duration::from_millis(10)),
+        })
+    }
+
+    /// The cluster client's connection, made on first use (within a bounded
+    /// time: its set-up can hang).
+    pub async fn connection(&self) -> Result<ClusterConnection, StoreError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        // Every node given may be tried in turn.
+        let budget = self.connect_timeout * 4;
+        let conn = tokio::time::timeout(budget, self.client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Timeout)??;
+        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn current(&self) -> Option<ClusterConnection> {
+        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The topology, read now: the cluster's identity as it is.
+    pub async fn refresh(&self) -> Result<Arc<Topology>, StoreError> {
+        let mut conn = self.connection().await?;
+        self.topology.refresh(&mut conn).await
+    }
+
+    /// The topology as last read (read now if there is none).
+    pub async fn topology(&self) -> Result<Arc<Topology>, StoreError> {
+        if let Some(topology) = self.topology.current() {
+            return Ok(topology);
+        }
+        self.refresh().await
+    }
+
+    /// Runs `pipe` on `master`'s own connection, then `WAIT`s for one of its
+    /// replicas to hold what it wrote. A reply of `WAIT` below what the
+    /// shard can give is a failed call: the caller journals the work.
+    async fn acknowledged(
+        &self,
+        master: &Master,
+        pipe: &mut redis::Pipeline,
+        scripts: &[&redis::Script],
+    ) -> Result<Vec<Value>, StoreError> {
+        let wanted = master.replicas.min(1);
+        if wanted > 0 {
+            pipe.cmd("WAIT").arg(wanted).arg(ttl_ms(self.ack_timeout));
+        }
+        let mut conn: MultiplexedConnection = master.conn.clone();
+        let mut reply: Result<Vec<Value>, redis::RedisError> = pipe.query_async(&mut conn).await;
+        if let Err(e) = &reply
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            for script in scripts {
+                script.prepare_invoke().load_async(&mut conn).await?;
+            }
+            reply = pipe.query_async(&mut conn).await;
+        }
+        let mut values = match reply {
+            Ok(values) => values,
+            Err(e) => {
+                // MOVED, ASK, a broken connection: the map is out of date.
+                self.topology.forget();
+                return Err(e.into());
+            }
+        };
+        if wanted > 0 {
+            let acked: i64 = redis::from_redis_value(values.pop().unwrap_or(Value::Nil))?;
+            if acked < wanted as i64 {
+                return Err(StoreError::Unacknowledged(master.addr.clone()));
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Can `tag`'s marker, member set and handed-over sets share one slot? Not
+/// when the tag is empty or begins with `}`: the hash tag would be empty and
+/// each key would hash whole. Nothing is stored under such a tag on a
+/// cluster (the write is refused), so there is nothing to invalidate.
+fn slotted(tag: &str) -> bool {
+    !tag.is_empty() && !tag.starts_with('}')
+}
+
+/// Groups item indices by the master serving each item's key.
+fn by_master(
+    topology: &Topology,
+    keys: impl Iterator<Item = (usize, String)>,
+) -> Result<HashMap<usize, Vec<(usize, String)>>, StoreError> {
+    let mut groups: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+    for (i, key) in keys {
+        let (master, _) = topology
+            .master_of(key.as_bytes())
+            .ok_or_else(|| CodecError::Corrupt(format!("no master serves the slot of {key}")))?;
+        groups.entry(master).or_default().push((i, key));
+    }
+    Ok(groups)
+}
+
+impl RedisStore {
+    /// `lookup` on a cluster: the entry if current (the hinted read), else
+    /// each tag's version, created if missing: one single-slot script per
+    /// tag, all at once. Taking the versions before the loader runs is what
+    /// refuses its result after an invalidation, as on a standalone Redis.
+    pub(super) async fn cluster_lookup(
+        &self,
+        key: &str,
+        tags: &[String],
+        ttl: Duration,
+    ) -> Result<Lookup, StoreError> {
+        if let Some(envelope) = self.read(key).await? {
+            return Ok(Lookup::Hit(envelope.into_value()));
+        }
+        let versions = try_join_all(tags.iter().map(|tag| async move {
+            let mut conn = self.conn().await?;
+            let version: String = self
+                .scripts
+                .tag_marker
+                .key(self.keys.marker(tag))
+                .arg(new_version())
+                .arg(ttl_ms(ttl))
+                .invoke_async(&mut conn)
+                .await?;
+            Ok::<_, StoreError>(version)
+        }))
+        .await?;
+        Ok(Lookup::Miss(Versions::Redis(versions)))
+    }
+
+    /// `set` on a cluster: each tag's step (`tag_set.lua`), all at once,
+    /// then the entry, recording the versions the steps returned. Nothing is
+    /// written when a tag's version is not the expected one.
+    pub(super) async fn cluster_set(
+        &self,
+        key: &str,
+        value: &Bytes,
+        ttl: Duration,
+        tags: &[String],
+        expected: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        if let Some(tag) = tags.iter().find(|t| !slotted(t)) {
+            return Err(CodecError::Corrupt(format!(
+                "tag {tag:?} cannot be used on a Redis Cluster: a tag may not be empty or begin with '}}'"
+            ))
+            .into());
+        }
+        let entry_key = self.keys.entry(key);
+        let steps = try_join_all(tags.iter().enumerate().map(|(i, tag)| {
+            let entry_key = &entry_key;
+            async move {
+                let expect = expected.and_then(|e| e.get(i)).map_or("", String::as_str);
+                let mut conn = self.conn().await?;
+                let version: Option<String> = self
+                    .scripts
+                    .tag_set
+                    .key(self.keys.marker(tag))
+                    .key(self.keys.members(tag))
+                    .arg(entry_key)
+                    .arg(new_version())
+                    .arg(expect)
+                    .arg(ttl_ms(ttl))
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok::<_, StoreError>(version)
+            }
+        }))
+        .await?;
+        let Some(versions) = steps.into_iter().collect::<Option<Vec<String>>>() else {
+            return Ok(false);
+        };
+        let envelope = codec::envelope(tags, &versions, value);
+        let _: () = redis::cmd("SET")
+            .arg(&entry_key)
+            .arg(envelope)
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut self.conn().await?)
+            .await?;
+        Ok(true)
+    }
+
+    pub(super) async fn cluster_set_many(
+        &self,
+        entries: &[(String, Bytes, Duration, Vec<String>)],
+    ) -> Result<u64, StoreError> {
+        stream::iter(entries)
+            .map(|(key, value, ttl, tags)| async move {
+                match self.cluster_set(key, value, *ttl, tags, None).await {
+                    Err(StoreError::Codec(e)) => {
+                        debug!(key, error = %e, "not warmed");
+                        Ok(false)
+                    }
+                    other => other,
+                }
+            })
+            .buffer_unordered(SET_MANY_CONCURRENCY)
+            .try_fold(
+                0,
+                |stored, done| async move { Ok(stored + u64::from(done)) },
+            )
+            .await
+    }
+
+    /// Tag invalidation on a cluster: per master, one pipeline of the tags'
+    /// single-slot scripts and a `WAIT` (see the module docs); then the
+    /// handed-over member sets are listed for the sweeper.
+    pub(super) async fn cluster_invalidate_tags(
+        &self,
+        cluster: &Cluster,
+        tags: &[String],
+    ) -> Result<Vec<u64>, StoreError> {
+        let topology = cluster.topology().await?;
+        let markers = tags
+            .iter()
+            .enumerate()
+            .filter(|(_, tag)| slotted(tag))
+            .map(|(i, tag)| (i, self.keys.marker(tag)));
+        let groups = by_master(&topology, markers)?;
+        let mut counts = vec![0u64; tags.len()];
+        let mut graves = Vec::new();
+        let replies = try_join_all(groups.into_iter().map(|(master, items)| {
+            let master = topology.masters[master].clone();
+            async move {
+                let mut pipe = redis::pipe();
+                let mut handed = Vec::with_capacity(items.len());
+                for (i, marker) in &items {
+                    let tag = &tags[*i];
+                    let grave = self.keys.grave(tag);
+                    pipe.add_command(evalsha(&self.scripts.tag_invalidate, 3))
+                        .arg(marker)
+                        .arg(self.keys.members(tag))
+                        .arg(&grave);
+                    handed.push((*i, grave));
+                }
+                let values = cluster
+                    .acknowledged(&master, &mut pipe, &[&self.scripts.tag_invalidate])
+                    .await?;
+                Ok::<_, StoreError>((handed, values))
+            }
+        }))
+        .await?;
+        for (handed, values) in replies {
+            for ((i, grave), value) in handed.into_iter().zip(values) {
+                let n: u64 = redis::from_redis_value(value)?;
+                counts[i] = n;
+                if n > 0 {
+                    graves.push(grave);
+                }
+            }
+        }
+        if !graves.is_empty() {
+            // Memory only: a set not listed expires with its TTL.
+            let listed: Result<i64, _> = redis::cmd("RPUSH")
+                .arg(&self.keys.sweep_list)
+                .arg(&graves)
+                .query_async(&mut self.conn().await?)
+                .await;
+            if let Err(e) = listed {
+                debug!(error = %e, "invalidated member sets not listed for the sweeper");
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Deletes entries on their masters, acknowledged by a replica.
+    pub(super) async fn cluster_delete_many(
+        &self,
+        cluster: &Cluster,
+        keys: &[String],
+    ) -> Result<u64, StoreError> {
+        let topology = cluster.topology().await?;
+        let groups = by_master(
+            &topology,
+            keys.iter().map(|k| self.keys.entry(k)).enumerate(),
+        )?;
+        self.unlink_acknowledged(cluster, &topology, groups).await
+    }
+
+    async fn unlink_acknowledged(
+        &self,
+        cluster: &Cluster,
+        topology: &Topology,
+        groups: HashMap<usize, Vec<(usize, String)>>,
+    ) -> Result<u64, StoreError> {
+        let deleted = try_join_all(groups.into_iter().map(|(master, keys)| {
+            let master = topology.masters[master].clone();
+            async move {
+                // One key a command: keys of one master may be in many slots.
+                let mut pipe = redis::pipe();
+                for (_, key) in &keys {
+                    pipe.cmd("UNLINK").arg(key);
+                }
+                let values = cluster.acknowledged(&master, &mut pipe, &[]).await?;
+                values
+                    .into_iter()
+                    .map(|v| Ok(redis::from_redis_value::<u64>(v)?))
+                    .sum::<Result<u64, StoreError>>()
+            }
+        }))
+        .await?;
+        Ok(deleted.into_iter().sum())
+    }
+
+    /// `clear_pattern` on a cluster: SCAN every master, delete what it holds.
+    pub(super) async fn cluster_clear_pattern(
+        &self,
+        cluster: &Cluster,
+        glob: &str,
+    ) -> Result<u64, StoreError> {
+        let topology = cluster.topology().await?;
+        let pattern = format!("{}{glob}", self.keys.prefix);
+        let deleted = try_join_all(topology.masters.iter().map(|master| {
+            let pattern = &pattern;
+            let topology = &topology;
+            async move {
+                let mut deleted = 0;
+                let mut conn = master.conn.clone();
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, batch): (u64, Vec<String>) =
+                        scan(&mut conn, cursor, pattern).await?;
+                    if !batch.is_empty() {
+                        let groups = by_master(topology, batch.into_iter().enumerate())?;
+                        deleted += self.unlink_acknowledged(cluster, topology, groups).await?;
+                    }
+                    if next == 0 {
+                        return Ok::<_, StoreError>(deleted);
+                    }
+                    cursor = next;
+                }
+            }
+        }))
+        .await?;
+        Ok(deleted.into_iter().sum())
+    }
+
+    /// One batch of the sweeper on a cluster, from the client: the entries
+    /// of a handed-over set that are stale are deleted (each only if it
+    /// still holds what was found stale), and dropped from their other tags'
+    /// member sets. `false` when there was nothing to sweep.
+    pub(super) async fn cluster_sweep(&self, batch: usize) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let set: Option<String> = redis::cmd("LINDEX")
+            .arg(&self.keys.sweep_list)
+            .arg(0)
+            .query_async(&mut conn)
+            .await?;
+        let Some(set) = set else {
+            return Ok(false);
+        };
+        let members: Vec<String> = redis::cmd("SPOP")
+            .arg(&set)
+            .arg(batch)
+            .query_async(&mut conn)
+            .await?;
+        if members.is_empty() {
+            let _: i64 = redis::cmd("LREM")
+                .arg(&self.keys.sweep_list)
+                .arg(1)
+                .arg(&set)
+                .query_async(&mut conn)
+                .await?;
+            return Ok(true);
+        }
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&members)
+            .query_async(&mut conn)
+            .await?;
+        let found: Vec<(String, Envelope)> = members
+            .into_iter()
+            .zip(values)
+            .filter_map(|(key, value)| Some((key, Envelope::parse(Bytes::from(value?)).ok()?)))
+            .collect();
+        let mut marker_keys: Vec<String> = found
+            .iter()
+            .flat_map(|(_, e)| (0..e.tag_count()).map(|i| self.keys.marker(&lossy(e.tag(i)))))
+            .collect();
+        marker_keys.sort_unstable();
+        marker_keys.dedup();
+        let markers: HashMap<String, Option<Vec<u8>>> = if marker_keys.is_empty() {
+            HashMap::new()
+        } else {
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&marker_keys)
+                .query_async(&mut conn)
+                .await?;
+            marker_keys.into_iter().zip(values).collect()
+        };
+        let stale = found.into_iter().filter(|(_, envelope)| {
+            let current: Vec<Option<&Vec<u8>>> = (0..envelope.tag_count())
+                .map(|i| {
+                    markers
+                        .get(&self.keys.marker(&lossy(envelope.tag(i))))
+                        .and_then(Option::as_ref)
+                })
+                .collect();
+            !envelope.is_current(&current)
+        });
+        join_all(stale.map(|(key, envelope)| async move {
+            let mut conn = self.conn().await?;
+            let deleted: i64 = self
+                .scripts
+                .unlink_stale
+                .key(&key)
+                .arg(envelope.header())
+                .invoke_async(&mut conn)
+                .await?;
+            if deleted == 1 {
+                for i in 0..envelope.tag_count() {
+                    let _: i64 = redis::cmd("SREM")
+                        .arg(self.keys.members(&lossy(envelope.tag(i))))
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<(), _>>()?;
+        Ok(true)
+    }
+
+    /// Figures of every master, summed, and each master's own.
+    pub(super) async fn cluster_info(&self, cluster: &Cluster) -> Result<ServerInfo, StoreError> {
+        let topology = cluster.topology().await?;
+        let keys = &self.keys;
+        let masters = try_join_all(topology.masters.iter().map(|master| async move {
+            let mut conn = master.conn.clone();
+            let (memory, stats) = info(&mut conn).await?;
+            let mut figures = MasterInfo {
+                addr: master.addr.clone(),
+                used_memory: super::info_field(&memory, "used_memory")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                evicted_keys: super::info_field(&stats, "evicted_keys")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                key_count: 0,
+            };
+            figures.key_count = count_entries(&mut conn, keys).await?;
+            Ok::<_, StoreError>(figures)
+        }))
+        .await?;
+        let used: u64 = masters.iter().map(|m| m.used_memory).sum();
+        Ok(ServerInfo {
+            used_memory_human: crate::stats::human_bytes(used),
+            evicted_keys: masters.iter().map(|m| m.evicted_keys).sum(),
+            key_count: masters.iter().map(|m| m.key_count).sum(),
+            masters,
+        })
+    }
+}
+
+fn lossy(tag: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(tag)
+}
+
+async fn scan(
+    conn: &mut MultiplexedConnection,
+    cursor: u64,
+    pattern: &str,
+) -> Result<(u64, Vec<String>), StoreError> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?)
+}
+
+async fn info(conn: &mut MultiplexedConnection) -> Result<(String, String), StoreError> {
+    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let stats: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
+    Ok((memory, stats))
+}
+
+/// The cache's entries (not its bookkeeping) on one master.
+async fn count_entries(
+    conn: &mut MultiplexedConnection,
+    keys: &KeyLayout,
+) -> Result<u64, StoreError> {
+    let pattern = format!("{}*", keys.prefix);
+    let mut cursor = 0;
+    let mut count = 0;
+    loop {
+        let (next, batch) = scan(conn, cursor, &pattern).await?;
+        count += batch
+            .iter()
+            .filter(|k| !keys.is_bookkeeping(k.as_bytes()))
+            .count() as u64;
+        if next == 0 {
+            return Ok(count);
+        }
+        cursor = next;
+    }
+}
