@@ -176,7 +176,11 @@ impl Cache {
                         &config.prefix,
                         config.connect_timeout,
                         config.op_timeout,
-                        breaker.clone(),
+                        // Not the cache's breaker: it opens when one shard
+                        // fails, while the bus (any node) still carries the
+                        // news other instances need most then: an invalidation
+                        // that shard could not take (`l1.rs`, `pending`).
+                        Arc::new(Breaker::new(u32::MAX)),
                         hooks.clone(),
                     )
                     .map_err(ConfigError::RedisUrl)?,
@@ -208,7 +212,18 @@ impl Cache {
             maintenance::spawn(&inner);
         }
         if let Some(l1) = &inner.l1 {
-            l1.spawn_listener(inner.pubsub.clone());
+            let (breaker, wake) = (inner.breaker.clone(), inner.wake.clone());
+            let on_pending = Arc::new(move || {
+                if breaker.trip() {
+                    warn!(
+                        "another instance journaled an invalidation Redis did not take: skipping Redis until the journal is applied"
+                    );
+                    wake.notify_one();
+                }
+                // Counted, so that a recovery under way reads the journal again.
+                breaker.journaled();
+            });
+            l1.spawn_listener(inner.pubsub.clone(), on_pending);
         }
         Ok(Cache { inner })
     }

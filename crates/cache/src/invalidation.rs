@@ -84,11 +84,12 @@ impl Inner {
         };
         match attempt {
             Ok(counts) => {
-                l1.announce(&self.pubsub, op, journal_id).await;
+                l1.announce(&self.pubsub, op, journal_id, false).await;
                 Some(counts)
             }
             Err(cause) => {
-                l1.announce(&self.pubsub, op.clone(), journal_id).await;
+                l1.announce(&self.pubsub, op.clone(), journal_id, true)
+                    .await;
                 self.skipped(op, journal_id.is_some(), cause).await
             }
         }
@@ -170,7 +171,7 @@ impl Inner {
         if let Some(l1) = &self.l1 {
             let op = PendingInvalidation::Keys { keys };
             l1.apply(&op).await;
-            l1.announce(&self.pubsub, op, None).await;
+            l1.announce(&self.pubsub, op, None, false).await;
         }
     }
 
@@ -230,7 +231,7 @@ impl Inner {
                 Ok(Ok(_)) => {
                     if let Some(l1) = &self.l1 {
                         l1.apply(&op).await;
-                        l1.announce(&self.pubsub, op, None).await;
+                        l1.announce(&self.pubsub, op, None, false).await;
                     }
                     applied.extend(ids);
                 }

@@ -56,7 +56,17 @@ struct BusMessage {
     /// receiver then skips it when it reads the journal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     journal_id: Option<i64>,
+    /// Redis did not take it: it waits in the journal. A receiver stops
+    /// reading Redis until the journal has been applied there, as the
+    /// sender does: on a cluster, where one master can fail while the
+    /// others answer, the receiver may well be reading that shard's
+    /// promoted replica, which does not have it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
 }
+
+/// Called when another instance announces an invalidation Redis did not take.
+pub(crate) type OnPending = Arc<dyn Fn() + Send + Sync>;
 
 pub(crate) struct L1 {
     store: EmbeddedStore,
@@ -188,11 +198,13 @@ impl L1 {
         pubsub: &PubSub,
         op: PendingInvalidation,
         journal_id: Option<i64>,
+        pending: bool,
     ) {
         let message = BusMessage {
             sender: self.id,
             op,
             journal_id,
+            pending,
         };
         if !pubsub.publish(CHANNEL, &message).await {
             self.keep_unsent(message.op, journal_id);
@@ -218,8 +230,9 @@ impl L1 {
     /// Publishes what could not be published before; keeps what still fails.
     pub async fn retry_announcements(&self, pubsub: &PubSub) {
         let unsent = std::mem::take(&mut *self.lock_unsent());
+        // Retried while Redis is in use again: the journal has been applied.
         for (op, journal_id) in unsent.ops {
-            self.announce(pubsub, op, journal_id).await;
+            self.announce(pubsub, op, journal_id, false).await;
         }
     }
 
@@ -229,17 +242,24 @@ impl L1 {
 
     /// What the bus brings: another instance's invalidation, or news that
     /// the subscriber is subscribed again after a gap.
-    async fn on_bus_event(&self, event: InlineEvent) {
+    async fn on_bus_event(&self, event: InlineEvent, on_pending: &OnPending) {
         match event {
             InlineEvent::Message(message) => match message.json::<BusMessage>() {
                 Ok(m) if m.sender == self.id => {}
-                Ok(m) => match m.journal_id {
-                    Some(id) => {
-                        self.apply_journaled(id, crate::journal::now_ms(), &m.op)
-                            .await
+                Ok(m) => {
+                    if m.pending {
+                        // Before L1 drops the entries: a read that misses
+                        // L1 from then on must not find them in Redis either.
+                        on_pending();
                     }
-                    None => self.apply(&m.op).await,
-                },
+                    match m.journal_id {
+                        Some(id) => {
+                            self.apply_journaled(id, crate::journal::now_ms(), &m.op)
+                                .await
+                        }
+                        None => self.apply(&m.op).await,
+                    }
+                }
                 Err(e) => warn!(error = %e, "unreadable L1 invalidation message"),
             },
             InlineEvent::Resubscribed => {
@@ -250,13 +270,14 @@ impl L1 {
     }
 
     /// Listens to the other instances' invalidations and to re-subscriptions.
-    pub fn spawn_listener(self: &Arc<Self>, pubsub: PubSub) {
+    pub fn spawn_listener(self: &Arc<Self>, pubsub: PubSub, on_pending: OnPending) {
         let l1 = Arc::downgrade(self);
         let handler: InlineHandler = Arc::new(move |event| {
             let l1 = l1.clone();
+            let on_pending = on_pending.clone();
             Box::pin(async move {
                 if let Some(l1) = l1.upgrade() {
-                    l1.on_bus_event(event).await;
+                    l1.on_bus_event(event, &on_pending).await;
                 }
             })
         });

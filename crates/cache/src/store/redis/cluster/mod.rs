@@ -18,6 +18,7 @@
 mod topology;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -146,6 +147,14 @@ impl Cluster {
             pipe.cmd("WAIT").arg(wanted).arg(ttl_ms(self.ack_timeout));
         }
         let mut conn: MultiplexedConnection = master.conn.clone();
+        if !master.scripts_loaded.load(Ordering::Acquire) {
+            // Before the first pipeline on this connection: a NOSCRIPT in it
+            // would cost its WAIT too, and a second pipeline's.
+            for script in scripts {
+                script.prepare_invoke().load_async(&mut conn).await?;
+            }
+            master.scripts_loaded.store(true, Ordering::Release);
+        }
         let mut reply: Result<Vec<Value>, redis::RedisError> = pipe.query_async(&mut conn).await;
         if let Err(e) = &reply
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)

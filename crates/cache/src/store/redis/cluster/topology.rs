@@ -16,7 +16,7 @@
 //! refreshes the map at every tick; a call that meets `MOVED`, `ASK` or a
 //! broken connection forgets it, and the next call reads it again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -43,6 +43,8 @@ pub(crate) struct Master {
     pub replicas: usize,
     /// The store's own connection to it (see the module docs).
     pub conn: MultiplexedConnection,
+    /// The invalidation script has been loaded on this server.
+    pub scripts_loaded: AtomicBool,
 }
 
 pub(crate) struct Topology {
@@ -152,13 +154,14 @@ impl Topologies {
             } {
                 return Ok(kept);
             }
-            self.open(&node.addr).await
+            let (run_id, conn) = self.open(&node.addr).await?;
+            Ok::<_, StoreError>((run_id, conn, false))
         }))
         .await;
         let mut masters = Vec::new();
         let mut owner = vec![UNSERVED; SLOTS].into_boxed_slice();
         for (node, connection) in serving.into_iter().zip(connections) {
-            let (run_id, conn) = connection?;
+            let (run_id, conn, scripts_loaded) = connection?;
             let replicas = listed
                 .iter()
                 .filter(|r| r.master_id.as_deref() == Some(node.id.as_str()) && !r.failed)
@@ -175,6 +178,7 @@ impl Topologies {
                 run_id,
                 replicas,
                 conn,
+                scripts_loaded: AtomicBool::new(scripts_loaded),
             }));
         }
         if masters.is_empty() {
@@ -226,10 +230,11 @@ impl Topologies {
 /// A known master's connection and `run_id`, if that connection still
 /// answers; `None` if it broke (the server may have restarted: it is opened,
 /// and identified, again).
-async fn still_there(master: &Master) -> Option<(Arc<str>, MultiplexedConnection)> {
+async fn still_there(master: &Master) -> Option<(Arc<str>, MultiplexedConnection, bool)> {
     let mut conn = master.conn.clone();
     let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-    pong.ok().map(|_| (master.run_id.clone(), conn))
+    let loaded = master.scripts_loaded.load(Ordering::Acquire);
+    pong.ok().map(|_| (master.run_id.clone(), conn, loaded))
 }
 
 /// One line of `CLUSTER NODES`.
