@@ -123,7 +123,7 @@ impl Traffic {
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             while !stop_events.load(Ordering::Relaxed) {
-                let cache = if n % 2 == 0 { &a } else { &b };
+                let cache = if n.is_multiple_of(2) { &a } else { &b };
                 truth.invalidate(cache, (n * 5) % KEYS).await;
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
