@@ -20,6 +20,8 @@ const PREFIX: &str = "spywatcher:";
 /// Redis would take this long.
 const TIMEOUT: Duration = Duration::from_millis(300);
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Scheduling slack on a busy two-core machine, on top of `TIMEOUT`.
+const SLACK: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -231,7 +233,7 @@ async fn falls_back_and_comes_back(
     assert_eq!(admit(&limiter, ip).await, Ok(()), "{kind:?}");
     let first = start.elapsed();
     assert!(
-        first < TIMEOUT + Duration::from_millis(200),
+        first < TIMEOUT + SLACK,
         "{kind:?}: the first request after the fault waited {first:?} (timeout {TIMEOUT:?})"
     );
     assert!(limiter.redis_away(), "{kind:?}: the breaker opened");
@@ -319,10 +321,7 @@ async fn a_limiter_built_while_redis_hangs_starts_at_once_and_shares_limits_once
             built < Duration::from_millis(1500),
             "{kind:?}: built in {built:?}"
         );
-        assert!(
-            first < TIMEOUT + Duration::from_millis(200),
-            "{kind:?}: {first:?}"
-        );
+        assert!(first < TIMEOUT + SLACK, "{kind:?}: {first:?}");
         assert!(limiter.redis_away(), "{kind:?}");
 
         redis.unhang();
