@@ -25,6 +25,20 @@ pub enum CacheBackend {
     Embedded,
     /// A standalone Redis.
     Redis { url: String },
+    /// A Redis Cluster, reached through these nodes (`redis://` or
+    /// `rediss://` URLs, the password in each); the rest of the cluster is
+    /// discovered from them.
+    RedisCluster { nodes: Vec<String> },
+}
+
+impl CacheBackend {
+    /// The variable that chose this backend, for messages about it.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            CacheBackend::Embedded | CacheBackend::Redis { .. } => "REDIS_URL",
+            CacheBackend::RedisCluster { .. } => "REDIS_CLUSTER_NODES",
+        }
+    }
 }
 
 /// Every setting of the service. `Settings::from_env()` reads the process
@@ -129,12 +143,13 @@ impl Settings {
                     message: "set either REDIS_URL or REDIS_CLUSTER_NODES, not both".into(),
                 });
             }
-            (None, Some(_)) => {
-                return Err(ConfigError {
-                    variable: "REDIS_CLUSTER_NODES",
-                    message: "Redis Cluster is not supported by this version yet; use REDIS_URL for a standalone Redis".into(),
-                });
-            }
+            (None, Some(nodes)) => CacheBackend::RedisCluster {
+                nodes: cluster_nodes(
+                    &nodes,
+                    vars.text("REDIS_PASSWORD").as_deref(),
+                    vars.bool("REDIS_TLS", false)?,
+                )?,
+            },
             (Some(url), None) => CacheBackend::Redis {
                 url: redis_url(
                     &url,
@@ -166,6 +181,17 @@ impl Settings {
             return Err(ConfigError {
                 variable: "CACHE_PREFIX",
                 message: format!("{cache_prefix:?} contains glob characters (* ? [ ])"),
+            });
+        }
+        // Redis Cluster hashes only the part of a key between `{` and `}`
+        // when there is one: a prefix with braces would put every key of
+        // the cache in one slot, on one master.
+        if matches!(cache, CacheBackend::RedisCluster { .. }) && cache_prefix.contains(['{', '}']) {
+            return Err(ConfigError {
+                variable: "CACHE_PREFIX",
+                message: format!(
+                    "{cache_prefix:?} contains {{ or }}: with REDIS_CLUSTER_NODES that would put every key in one cluster slot"
+                ),
             });
         }
         Ok(Settings {
@@ -304,6 +330,109 @@ fn redis_url(url: &str, password: Option<String>, tls: bool) -> Result<String, C
     let url = format!("{scheme}://{rest}");
     redis::Client::open(url.as_str()).map_err(|e| bad(e.to_string()))?;
     Ok(url)
+}
+
+/// Parses `REDIS_CLUSTER_NODES` (`host:port,host:port,...`) into node URLs
+/// carrying `REDIS_PASSWORD` and the scheme `REDIS_TLS` asks for. A node
+/// pasted as a URL (`redis://host:port`, `rediss://host:port`) is taken
+/// too; `rediss://` on any node means TLS for the whole cluster, which
+/// cannot be half encrypted. Credentials and database numbers are refused
+/// in a node: one password is for every node (`REDIS_PASSWORD`), and a
+/// cluster has only database 0.
+fn cluster_nodes(
+    nodes: &str,
+    password: Option<&str>,
+    tls: bool,
+) -> Result<Vec<String>, ConfigError> {
+    let bad = |message: String| ConfigError {
+        variable: "REDIS_CLUSTER_NODES",
+        message,
+    };
+    let mut parsed = Vec::new();
+    let mut schemes = Vec::new();
+    for (i, node) in nodes.split(',').map(str::trim).enumerate() {
+        let position = i + 1;
+        if node.is_empty() {
+            return Err(bad(format!(
+                "node {position} is empty; expected host:port,host:port,..."
+            )));
+        }
+        let (scheme, address) = match node.split_once("://") {
+            Some((scheme @ ("redis" | "rediss"), address)) => (Some(scheme), address),
+            Some((scheme, _)) => {
+                return Err(bad(format!(
+                    "node {position}: scheme {scheme:?} is not redis:// or rediss://; plain host:port is enough"
+                )));
+            }
+            None => (None, node),
+        };
+        // Not echoed: it may hold a password.
+        if address.contains('@') {
+            return Err(bad(format!(
+                "node {position} carries credentials; put the password in REDIS_PASSWORD, which applies to every node"
+            )));
+        }
+        let address = address.strip_suffix('/').unwrap_or(address);
+        if address.contains(['/', '?', '#']) {
+            return Err(bad(format!(
+                "node {position} ({node:?}) has a path or query; a cluster has only database 0, so give host:port alone"
+            )));
+        }
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| {
+            bad(format!(
+                "node {position} ({node:?}) has no port; expected host:port"
+            ))
+        })?;
+        let port = match port.parse::<u16>() {
+            Ok(port @ 1..) => port,
+            _ => {
+                return Err(bad(format!(
+                    "node {position} ({node:?}): port {port:?} is not a number from 1 to 65535"
+                )));
+            }
+        };
+        let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+        if host.is_empty() || host == "[]" {
+            return Err(bad(format!(
+                "node {position} ({node:?}) has no host; expected host:port"
+            )));
+        }
+        if host.contains(':') && !bracketed {
+            return Err(bad(format!(
+                "node {position} ({node:?}): write an IPv6 address in brackets, like [::1]:{port}"
+            )));
+        }
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad(format!(
+                "node {position} ({node:?}): the host contains spaces"
+            )));
+        }
+        schemes.extend(scheme);
+        parsed.push((host.to_string(), port));
+    }
+    if schemes.contains(&"redis") && schemes.contains(&"rediss") {
+        return Err(bad(
+            "mixes redis:// and rediss:// nodes; a cluster is reached with TLS on every node or none (REDIS_TLS=true)".into(),
+        ));
+    }
+    let scheme = if tls || schemes.contains(&"rediss") {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let credentials = password
+        .map(|password| format!(":{}@", percent_encode(password)))
+        .unwrap_or_default();
+    parsed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (host, port))| {
+            let url = format!("{scheme}://{credentials}{host}:{port}");
+            redis::Client::open(url.as_str())
+                .map(|_| url)
+                .map_err(|e| bad(format!("node {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 fn percent_encode(s: &str) -> String {
@@ -493,10 +622,6 @@ mod tests {
                 vec![("RATE_LIMIT_REDIS_TIMEOUT_MS", "0")],
                 "RATE_LIMIT_REDIS_TIMEOUT_MS",
             ),
-            (
-                vec![("REDIS_CLUSTER_NODES", "a:1,b:2")],
-                "REDIS_CLUSTER_NODES",
-            ),
         ] {
             let err = settings(&vars).unwrap_err();
             assert_eq!(err.variable, variable, "{err}");
@@ -518,5 +643,139 @@ mod tests {
                 url: "rediss://:p%40ss%20word@cache.internal:6380/2".into()
             }
         );
+    }
+
+    fn cluster(vars: &[(&str, &str)]) -> Vec<String> {
+        match settings(vars).unwrap().cache {
+            CacheBackend::RedisCluster { nodes } => nodes,
+            other => panic!("not a cluster: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cluster_nodes_become_node_urls() {
+        assert_eq!(
+            cluster(&[(
+                "REDIS_CLUSTER_NODES",
+                " 10.0.0.1:7000, redis-2.internal:7001 ,[::1]:7002"
+            )]),
+            [
+                "redis://10.0.0.1:7000",
+                "redis://redis-2.internal:7001",
+                "redis://[::1]:7002"
+            ]
+        );
+    }
+
+    #[test]
+    fn password_and_tls_are_applied_to_every_cluster_node() {
+        assert_eq!(
+            cluster(&[
+                ("REDIS_CLUSTER_NODES", "a.internal:7000,b.internal:7001"),
+                ("REDIS_PASSWORD", "p@ss:w/rd %?#"),
+                ("REDIS_TLS", "true"),
+            ]),
+            [
+                "rediss://:p%40ss%3Aw%2Frd%20%25%3F%23@a.internal:7000",
+                "rediss://:p%40ss%3Aw%2Frd%20%25%3F%23@b.internal:7001",
+            ]
+        );
+        // What redis-rs reads back: the password as given, over TLS.
+        for node in cluster(&[
+            ("REDIS_CLUSTER_NODES", "a.internal:7000"),
+            ("REDIS_PASSWORD", "p@ss:w/rd %?#"),
+            ("REDIS_TLS", "true"),
+        ]) {
+            let info = redis::IntoConnectionInfo::into_connection_info(node.as_str()).unwrap();
+            assert_eq!(info.redis_settings().password(), Some("p@ss:w/rd %?#"));
+            assert!(
+                matches!(info.addr(), redis::ConnectionAddr::TcpTls { host, port: 7000, .. } if host == "a.internal"),
+                "{:?}",
+                info.addr()
+            );
+        }
+        // Without TLS, the password alone.
+        assert_eq!(
+            cluster(&[
+                ("REDIS_CLUSTER_NODES", "a:7000"),
+                ("REDIS_PASSWORD", "secret"),
+            ]),
+            ["redis://:secret@a:7000"]
+        );
+    }
+
+    #[test]
+    fn cluster_nodes_pasted_as_urls_are_taken() {
+        assert_eq!(
+            cluster(&[("REDIS_CLUSTER_NODES", "redis://a:7000/,b:7001")]),
+            ["redis://a:7000", "redis://b:7001"]
+        );
+        // rediss:// on one node is TLS for the whole cluster.
+        assert_eq!(
+            cluster(&[("REDIS_CLUSTER_NODES", "rediss://a:7000,b:7001")]),
+            ["rediss://a:7000", "rediss://b:7001"]
+        );
+        assert_eq!(
+            cluster(&[
+                ("REDIS_CLUSTER_NODES", "redis://a:7000"),
+                ("REDIS_TLS", "true")
+            ]),
+            ["rediss://a:7000"]
+        );
+    }
+
+    #[test]
+    fn bad_cluster_nodes_are_refused_naming_the_variable_and_the_node() {
+        for (nodes, says) in [
+            ("a:7000,,b:7001", "node 2 is empty"),
+            ("a:7000,", "node 2 is empty"),
+            (":7000", "no host"),
+            ("[]:7000", "no host"),
+            ("a.internal", "no port"),
+            ("a.internal:", "port \"\""),
+            ("a:0", "from 1 to 65535"),
+            ("a:65536", "from 1 to 65535"),
+            ("a:http", "from 1 to 65535"),
+            ("::1:7000", "in brackets"),
+            ("my host:7000", "spaces"),
+            ("http://a:7000", "not redis:// or rediss://"),
+            ("redis://a:7000/2", "only database 0"),
+            (
+                "redis://a:7000,rediss://b:7001",
+                "mixes redis:// and rediss://",
+            ),
+            ("redis://:hunter2@a:7000", "REDIS_PASSWORD"),
+        ] {
+            let err = settings(&[("REDIS_CLUSTER_NODES", nodes)]).unwrap_err();
+            assert_eq!(err.variable, "REDIS_CLUSTER_NODES", "{nodes}: {err}");
+            let message = err.to_string();
+            assert!(message.starts_with("REDIS_CLUSTER_NODES: "), "{message}");
+            assert!(message.contains(says), "{nodes}: {message}");
+            assert!(!message.contains("hunter2"), "a password echoed: {message}");
+        }
+    }
+
+    #[test]
+    fn redis_url_and_cluster_nodes_together_are_refused() {
+        let err = settings(&[
+            ("REDIS_URL", "redis://a:6379"),
+            ("REDIS_CLUSTER_NODES", "a:7000"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "REDIS_CLUSTER_NODES");
+        assert!(err.message.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_prefix_with_braces_is_refused_on_a_cluster_only() {
+        for prefix in ["{spywatcher}:", "spy}watcher:", "spy{watcher:"] {
+            let err = settings(&[("REDIS_CLUSTER_NODES", "a:7000"), ("CACHE_PREFIX", prefix)])
+                .unwrap_err();
+            assert_eq!(err.variable, "CACHE_PREFIX", "{err}");
+            assert!(err.message.contains("one cluster slot"), "{err}");
+            // A standalone Redis has no slots: braces are just characters.
+            let s = settings(&[("REDIS_URL", "redis://a:6379"), ("CACHE_PREFIX", prefix)]).unwrap();
+            assert_eq!(s.cache_prefix, prefix);
+        }
     }
 }

@@ -16,6 +16,12 @@
 //! fail or slow requests. (The cache's breaker is not used: it closes only
 //! once the cache's invalidation journal is applied, which is nothing to
 //! the limiter.)
+//!
+//! On a Redis Cluster the same: a client's window is one key, so its
+//! script runs on that key's master ([`link`]); the breaker opens when any
+//! call fails and closes when every master answers.
+
+mod link;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -27,8 +33,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use redis::aio::ConnectionManager;
 use tracing::{info, warn};
+
+use self::link::Link;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, retry_after_secs};
@@ -65,6 +72,7 @@ impl RateLimiter {
         RateLimiter::with(limiter, miss_cost)
     }
 
+    /// Counters on a standalone Redis at `url`, under `prefix`.
     pub fn redis(
         url: &str,
         prefix: &str,
@@ -72,17 +80,45 @@ impl RateLimiter {
         miss_cost: u32,
         limits: RedisLimits,
     ) -> anyhow::Result<Self> {
+        let link = Link::standalone(url, limits.timeout)?;
+        Ok(RateLimiter::shared(
+            link, prefix, per_minute, miss_cost, limits,
+        ))
+    }
+
+    /// Counters on a Redis Cluster reached through `nodes` (URLs), under
+    /// `prefix`. Waits for the cluster connection a bounded time; a cluster
+    /// that does not answer by then leaves the limiter in process (and
+    /// probing) until it does, so the start never hangs on it.
+    pub async fn redis_cluster(
+        nodes: &[String],
+        prefix: &str,
+        per_minute: u32,
+        miss_cost: u32,
+        limits: RedisLimits,
+    ) -> anyhow::Result<Self> {
+        let link = Link::cluster(nodes, limits.timeout)?;
+        let limiter = RateLimiter::shared(link, prefix, per_minute, miss_cost, limits);
+        if let Limiter::Redis(window) = &limiter.limiter
+            && let Err(e) = window.link.connect().await
+        {
+            window.went_away(&e.to_string());
+        }
+        Ok(limiter)
+    }
+
+    fn shared(
+        link: Link,
+        prefix: &str,
+        per_minute: u32,
+        miss_cost: u32,
+        limits: RedisLimits,
+    ) -> Self {
         let Some(per_minute) = NonZeroU32::new(per_minute) else {
-            return Ok(RateLimiter::with(Limiter::Off, miss_cost));
+            return RateLimiter::with(Limiter::Off, miss_cost);
         };
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(limits.timeout))
-            .set_response_timeout(Some(limits.timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         let window = RedisWindow {
-            conn,
+            link,
             prefix: format!("{prefix}ratelimit:"),
             per_minute,
             script: redis::Script::new(WINDOW_SCRIPT),
@@ -90,10 +126,16 @@ impl RateLimiter {
             away: AtomicBool::new(false),
             fallback: Memory::new(per_minute),
         };
-        Ok(RateLimiter::with(
-            Limiter::Redis(Arc::new(window)),
-            miss_cost,
-        ))
+        RateLimiter::with(Limiter::Redis(Arc::new(window)), miss_cost)
+    }
+
+    /// Whether the Redis limiter's breaker is open (requests limited in
+    /// process); false for the in-process limiter.
+    pub fn redis_away(&self) -> bool {
+        match &self.limiter {
+            Limiter::Redis(window) => window.away.load(Ordering::Acquire),
+            Limiter::Off | Limiter::Memory(_) => false,
+        }
     }
 
     fn with(limiter: Limiter, miss_cost: u32) -> Self {
@@ -192,7 +234,7 @@ return {count, ttl}
 
 /// The Redis limiter with its breaker and in-process fallback.
 struct RedisWindow {
-    conn: ConnectionManager,
+    link: Link,
     prefix: String,
     per_minute: NonZeroU32,
     script: redis::Script,
@@ -216,19 +258,21 @@ impl RedisWindow {
             .script
             .key(format!("{}{}:{ip}", self.prefix, caller.as_str()));
         invocation.arg(60_000).arg(units);
-        let mut conn = self.conn.clone();
-        let call = invocation.invoke_async::<(u64, i64)>(&mut conn);
-        match tokio::time::timeout(self.limits.timeout, call).await {
-            Ok(Ok((count, ms_left))) => (count > u64::from(self.per_minute.get()))
-                .then(|| retry_after_secs(Duration::from_millis(ms_left.max(0) as u64))),
-            Ok(Err(e)) => self.went_away(&client, units, &e.to_string()),
-            Err(_) => self.went_away(&client, units, "no answer in time"),
-        }
+        let call = self.link.invoke::<(u64, i64)>(&invocation);
+        let why = match tokio::time::timeout(self.limits.timeout, call).await {
+            Ok(Ok((count, ms_left))) => {
+                return (count > u64::from(self.per_minute.get()))
+                    .then(|| retry_after_secs(Duration::from_millis(ms_left.max(0) as u64)));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer in time".to_string(),
+        };
+        self.went_away(&why);
+        self.fallback.take(&client, units)
     }
 
-    /// Opens the breaker (starting the probe if this call opened it) and
-    /// limits this request in process.
-    fn went_away(self: &Arc<Self>, client: &Client, units: u32, why: &str) -> Option<u64> {
+    /// Opens the breaker, starting the probe if this call opened it.
+    fn went_away(self: &Arc<Self>, why: &str) {
         if !self.away.swap(true, Ordering::AcqRel) {
             warn!(
                 error = why,
@@ -236,17 +280,14 @@ impl RedisWindow {
             );
             tokio::spawn(Arc::clone(self).probe());
         }
-        self.fallback.take(client, units)
     }
 
-    /// Pings Redis until it answers, then closes the breaker.
+    /// Asks Redis (on a cluster, every master) until it answers, then
+    /// closes the breaker.
     async fn probe(self: Arc<Self>) {
         loop {
             tokio::time::sleep(self.limits.probe_interval).await;
-            let mut conn = self.conn.clone();
-            let ping = redis::cmd("PING");
-            let ping = ping.query_async::<String>(&mut conn);
-            if let Ok(Ok(_)) = tokio::time::timeout(self.limits.timeout, ping).await {
+            if self.link.ping(self.limits.timeout).await.is_ok() {
                 self.away.store(false, Ordering::Release);
                 info!("rate limiter: Redis answers again; limits are shared again");
                 return;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -34,8 +35,13 @@ impl Application {
         let metrics = metrics_handle();
         let store = connect_store(&settings.database_url).await?;
         let cache = build_cache(settings, &store)?;
-        if let CacheBackend::Redis { .. } = settings.cache {
-            if cache.ping().await {
+        if settings.cache != CacheBackend::Embedded {
+            // The cache bounds its ping by its op timeout; this is a backstop
+            // so that no store's connection set-up can hold the start.
+            if tokio::time::timeout(START_PING_BUDGET, cache.ping())
+                .await
+                .unwrap_or(false)
+            {
                 info!("Redis connected successfully");
             } else {
                 error!(
@@ -54,25 +60,7 @@ impl Application {
             settings.ingest_token.clone(),
             settings.api_token.clone(),
         );
-        let rate_limiter = match (&settings.cache, settings.redis_rate_limiting) {
-            (CacheBackend::Redis { url }, true) => RateLimiter::redis(
-                url,
-                &settings.cache_prefix,
-                settings.rate_limit_per_minute,
-                settings.rate_limit_miss_cost,
-                RedisLimits {
-                    timeout: settings.rate_limit_redis_timeout,
-                    probe_interval: settings.breaker_cooldown,
-                },
-            )?,
-            (CacheBackend::Embedded, true) => {
-                anyhow::bail!("ENABLE_REDIS_RATE_LIMITING: needs REDIS_URL")
-            }
-            _ => RateLimiter::memory(
-                settings.rate_limit_per_minute,
-                settings.rate_limit_miss_cost,
-            ),
-        };
+        let rate_limiter = build_rate_limiter(settings).await?;
         let service = Spywatcher::new(store, cache, settings.ttls.clone());
         let state = AppState::new(Shared {
             realtime: Realtime::new(service.clone(), realtime_settings(settings)),
@@ -115,6 +103,36 @@ impl Application {
     }
 }
 
+async fn build_rate_limiter(settings: &Settings) -> anyhow::Result<RateLimiter> {
+    let (per_minute, miss_cost) = (
+        settings.rate_limit_per_minute,
+        settings.rate_limit_miss_cost,
+    );
+    if !settings.redis_rate_limiting {
+        return Ok(RateLimiter::memory(per_minute, miss_cost));
+    }
+    let prefix = &settings.cache_prefix;
+    let limits = RedisLimits {
+        timeout: settings.rate_limit_redis_timeout,
+        probe_interval: settings.breaker_cooldown,
+    };
+    let limiter = match &settings.cache {
+        CacheBackend::Embedded => {
+            anyhow::bail!("ENABLE_REDIS_RATE_LIMITING: needs REDIS_URL or REDIS_CLUSTER_NODES")
+        }
+        CacheBackend::Redis { url } => {
+            RateLimiter::redis(url, prefix, per_minute, miss_cost, limits)
+        }
+        CacheBackend::RedisCluster { nodes } => {
+            RateLimiter::redis_cluster(nodes, prefix, per_minute, miss_cost, limits).await
+        }
+    };
+    limiter.context(settings.cache.variable())
+}
+
+/// The longest the start waits to tell whether Redis answers.
+const START_PING_BUDGET: Duration = Duration::from_secs(2);
+
 fn realtime_settings(settings: &Settings) -> RealtimeSettings {
     RealtimeSettings {
         push_interval: settings.ws_push_interval,
@@ -135,6 +153,9 @@ fn build_cache(settings: &Settings, store: &EventStore) -> anyhow::Result<Cache>
     let backend = match &settings.cache {
         CacheBackend::Embedded => Backend::Embedded,
         CacheBackend::Redis { url } => Backend::Redis { url: url.clone() },
+        CacheBackend::RedisCluster { nodes } => Backend::RedisCluster {
+            nodes: nodes.clone(),
+        },
     };
     let config = CacheConfig {
         backend,
@@ -159,11 +180,11 @@ fn build_cache(settings: &Settings, store: &EventStore) -> anyhow::Result<Cache>
     };
     let cache = match settings.cache {
         CacheBackend::Embedded => Cache::new(config),
-        CacheBackend::Redis { .. } => {
+        CacheBackend::Redis { .. } | CacheBackend::RedisCluster { .. } => {
             Cache::with_journal(config, DatabaseJournal::new(store.clone()))
         }
     };
-    cache.context("REDIS_URL")
+    cache.context(settings.cache.variable())
 }
 
 /// One Prometheus recorder per process: the `metrics` facade is global.
