@@ -54,9 +54,10 @@
 //!   for a window after, and the [`Journal`] trait for a durable one.
 //! - `l1`: the in-process tier in front of Redis, kept coherent across
 //!   instances by invalidation messages.
-//! - [`pubsub`]: publish/subscribe on Redis (one subscriber connection,
-//!   owned by one task that re-subscribes after reconnects and delivers in
-//!   order) or in process.
+//! - [`pubsub`]: publish/subscribe on Redis or a Redis Cluster (one
+//!   subscriber connection, to one node at a time, owned by one task that
+//!   re-subscribes after reconnects and delivers in order; every PUBLISH of
+//!   a service through one node, `pubsub/publisher.rs`) or in process.
 //! - `maintenance`: the background task that verifies servers, probes,
 //!   applies the journal (to Redis and to L1) and reclaims memory.
 //! - `testing`: pause points that let tests force an interleaving.

@@ -201,3 +201,84 @@ async fn wait_tells_whether_the_replica_has_a_write_before_it_counts_as_done() {
     replica_node.resume();
     assert_eq!(acked, 0, "not acknowledged while the replica is away");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_of_publishes_is_refused_across_slots_but_one_node_takes_every_channel() {
+    use futures::StreamExt;
+    use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+
+    let cluster = RedisCluster::start();
+    let mut conn = connect(&cluster).await;
+    // The subscriber on another master than the one the pipeline goes to.
+    let publishing_master = cluster.master_of("ps:");
+    let elsewhere = cluster
+        .masters()
+        .into_iter()
+        .find(|m| *m != publishing_master);
+    let client = redis::Client::open(format!("redis://{}", elsewhere.unwrap())).unwrap();
+    let mut subscriber = client.get_async_pubsub().await.unwrap();
+    subscriber.psubscribe("ps:*").await.unwrap();
+    let mut messages = subscriber.on_message();
+    let mut received = async || {
+        let mut got = Vec::new();
+        let quiet = Duration::from_millis(300);
+        while let Ok(Some(m)) = tokio::time::timeout(quiet, messages.next()).await {
+            got.push(format!(
+                "{}={}",
+                m.get_channel_name(),
+                m.get_payload::<String>().unwrap()
+            ));
+        }
+        got
+    };
+    let pipeline = |channels: &[String], payload: &str| {
+        let mut pipe = redis::pipe();
+        for channel in channels {
+            pipe.publish(channel, payload).ignore();
+        }
+        pipe
+    };
+
+    // redis-rs routes a PUBLISH by its channel, as if it were a key: channels
+    // of several slots make the pipeline CROSSSLOT, refused before anything
+    // is sent.
+    let channels: Vec<String> = (0..30).map(|i| format!("ps:{i}")).collect();
+    let owners: std::collections::HashSet<String> =
+        channels.iter().map(|c| cluster.master_of(c)).collect();
+    assert_eq!(owners.len(), 3, "the channels' slots span every master");
+    let refused = pipeline(&channels, "across")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect_err("a pipeline of PUBLISH across slots");
+    assert_eq!(
+        refused.kind(),
+        redis::ErrorKind::Server(redis::ServerErrorKind::CrossSlot)
+    );
+    assert_eq!(
+        received().await,
+        Vec::<String>::new(),
+        "nothing was published"
+    );
+
+    // Channels of one slot (a hash tag) go as one pipeline.
+    let tagged: Vec<String> = (0..3).map(|i| format!("ps:{{t}}:{i}")).collect();
+    let () = pipeline(&tagged, "tagged")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let expected: Vec<String> = tagged.iter().map(|c| format!("{c}=tagged")).collect();
+    assert_eq!(received().await, expected);
+
+    // Routed to one node, the server takes PUBLISH of any channel, and every
+    // subscriber of the cluster gets them in order: one round trip for a
+    // whole batch.
+    let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key("ps:", SlotAddr::Master));
+    let count = channels.len();
+    let replies = conn
+        .route_pipeline(pipeline(&channels, "routed"), 0, count, route)
+        .await
+        .unwrap();
+    assert_eq!(replies.len(), count);
+    let expected: Vec<String> = channels.iter().map(|c| format!("{c}=routed")).collect();
+    assert_eq!(received().await, expected);
+}

@@ -1,5 +1,5 @@
-//! Publish/subscribe (SPEC 3): on Redis through one dedicated subscriber
-//! connection, or in process for the embedded mode.
+//! Publish/subscribe (SPEC 3): on Redis (standalone or a cluster) through
+//! one dedicated subscriber connection, or in process for the embedded mode.
 //!
 //! Channels are named without the prefix (`cache:invalidated:123`); on the
 //! wire they live under `<prefix>pubsub:`. Every [`Subscription`] is a
@@ -8,18 +8,24 @@
 //!
 //! On Redis, one task owns the subscriber connection (`subscriber.rs`): it
 //! subscribes to whatever has a handler, again on every new connection, and
-//! delivers messages one at a time. Messages published while it was not
-//! subscribed are lost (Redis pub/sub is fire-and-forget), so once it is
-//! subscribed again after such a gap, and before it delivers anything from
-//! the new connection, it says so to [`PubSub::on_reconnect`] listeners (and
-//! inline handlers): the L1 tier empties itself then, when no later message
-//! can be missed any more.
+//! delivers messages one at a time. On a cluster that connection goes to one
+//! node, and to another when that node is lost: classic pub/sub crosses the
+//! cluster bus, so one node hears every channel (sharded pub/sub has no
+//! patterns). Where PUBLISH goes is `publisher.rs`.
+//!
+//! Messages published while the subscriber was not subscribed are lost
+//! (Redis pub/sub is fire-and-forget), so once it is subscribed again after
+//! such a gap, and before it delivers anything from the new connection, it
+//! says so to [`PubSub::on_reconnect`] listeners (and inline handlers): the
+//! L1 tier empties itself then, when no later message can be missed any
+//! more.
 //!
 //! Inside the crate, an inline handler (`subscribe_inline`) is awaited on
 //! each of its messages before the next message goes to anyone: the L1
 //! invalidation bus is applied before a later message (say
 //! `cache:invalidated:{guild}`, published after it) reaches its listeners.
 
+mod publisher;
 mod routes;
 mod subscriber;
 
@@ -29,13 +35,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use crate::breaker::Breaker;
+use crate::config::{Backend, CacheConfig};
+use crate::error::ConfigError;
 use crate::testing::Hooks;
+use publisher::Publisher;
 pub use routes::RouteCounts;
 use routes::{Handler, Kind, Route, Router};
 use subscriber::{Change, Subscriber};
@@ -100,8 +108,7 @@ pub(crate) struct InlineSubscription {
 }
 
 struct RedisSide {
-    /// For PUBLISH: any connection will do.
-    publisher: ConnectionManager,
+    publisher: Publisher,
     /// To the subscriber task; it stops when this is dropped.
     changes: mpsc::UnboundedSender<Change>,
 }
@@ -135,7 +142,7 @@ impl PubSub {
         }
     }
 
-    /// On Redis: a task of its own owns the subscriber connection.
+    /// On a standalone Redis.
     pub(crate) fn redis(
         url: &str,
         prefix: &str,
@@ -145,16 +152,94 @@ impl PubSub {
         hooks: Arc<Hooks>,
     ) -> Result<PubSub, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(usize::MAX)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(500));
-        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let publisher = Publisher::standalone(client.clone(), connect_timeout)?;
+        let nodes = vec![client];
+        Ok(Self::on_redis(
+            prefix,
+            publisher,
+            nodes,
+            connect_timeout,
+            op_timeout,
+            breaker,
+            hooks,
+        ))
+    }
+
+    /// On a Redis Cluster reached through `nodes` (URLs, some of which may
+    /// be down): the subscriber starts on the first and moves along the list
+    /// whenever it loses its node.
+    pub(crate) fn redis_cluster(
+        nodes: &[String],
+        prefix: &str,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+        breaker: Arc<Breaker>,
+        hooks: Arc<Hooks>,
+    ) -> Result<PubSub, redis::RedisError> {
+        if nodes.is_empty() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "Redis Cluster pub/sub needs at least one node",
+            )));
+        }
+        let clients = nodes.iter().map(|node| redis::Client::open(node.as_str()));
+        let clients = clients.collect::<Result<Vec<_>, _>>()?;
+        let wire_prefix = format!("{prefix}pubsub:");
+        let publisher = Publisher::cluster(nodes, &wire_prefix, connect_timeout, op_timeout)?;
+        Ok(Self::on_redis(
+            prefix,
+            publisher,
+            clients,
+            connect_timeout,
+            op_timeout,
+            breaker,
+            hooks,
+        ))
+    }
+
+    /// On `config`'s backend, with `config`'s prefix and timeouts.
+    pub(crate) fn on_backend(
+        config: &CacheConfig,
+        breaker: Arc<Breaker>,
+        hooks: Arc<Hooks>,
+    ) -> Result<PubSub, ConfigError> {
+        let (prefix, connect, op) = (&config.prefix, config.connect_timeout, config.op_timeout);
+        match &config.backend {
+            Backend::Embedded => Ok(Self::local(prefix)),
+            Backend::Redis { url } => {
+                Self::redis(url, prefix, connect, op, breaker, hooks).map_err(ConfigError::RedisUrl)
+            }
+            Backend::RedisCluster { nodes } if nodes.is_empty() => Err(ConfigError::NoClusterNodes),
+            Backend::RedisCluster { nodes } => {
+                Self::redis_cluster(nodes, prefix, connect, op, breaker, hooks)
+                    .map_err(ConfigError::RedisUrl)
+            }
+        }
+    }
+
+    /// A pub/sub service on `config`'s backend outside any cache: its own
+    /// connections, and no breaker to skip Redis. For tests of pub/sub
+    /// alone, and tools that only publish or listen.
+    #[doc(hidden)]
+    pub fn from_config(config: &CacheConfig) -> Result<PubSub, ConfigError> {
+        let never_opens = Arc::new(Breaker::new(u32::MAX));
+        Self::on_backend(config, never_opens, Arc::new(Hooks::default()))
+    }
+
+    /// A task of its own owns the subscriber connection, to one of `nodes`
+    /// at a time.
+    fn on_redis(
+        prefix: &str,
+        publisher: Publisher,
+        nodes: Vec<redis::Client>,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+        breaker: Arc<Breaker>,
+        hooks: Arc<Hooks>,
+    ) -> PubSub {
         let router = Arc::new(Router::new(format!("{prefix}pubsub:")));
         let changes = Subscriber {
-            client,
+            nodes,
             router: router.clone(),
             hooks,
             connect_timeout,
@@ -163,7 +248,7 @@ impl PubSub {
             confirm_timeout: connect_timeout.max(op_timeout).max(MIN_CONFIRM_TIMEOUT),
         }
         .spawn();
-        Ok(PubSub {
+        PubSub {
             inner: Arc::new(Inner {
                 router,
                 redis: Some(RedisSide { publisher, changes }),
@@ -171,7 +256,7 @@ impl PubSub {
                 published: AtomicU64::new(0),
                 breaker: Some(breaker),
             }),
-        })
+        }
     }
 
     /// The full channel name on the wire.
@@ -203,10 +288,7 @@ impl PubSub {
             }
             Some(_) if self.inner.breaker.as_ref().is_some_and(|b| b.is_open()) => false,
             Some(redis) => {
-                let mut conn = redis.publisher.clone();
-                let mut command = redis::cmd("PUBLISH");
-                command.arg(&wire).arg(payload.as_ref());
-                let publish = command.query_async::<u64>(&mut conn);
+                let publish = redis.publisher.publish(&wire, &payload);
                 matches!(
                     tokio::time::timeout(self.inner.op_timeout, publish).await,
                     Ok(Ok(_))
@@ -217,8 +299,9 @@ impl PubSub {
 
     /// Publishes each `(channel, message)` as JSON, in order: on Redis in
     /// pipelines of [`PUBLISH_PIPELINE`] (one round trip each, instead of
-    /// one per message), in process one after the other. Returns whether
-    /// every message left this process.
+    /// one per message; on a cluster, to the one node every PUBLISH of
+    /// this service goes to), in process one after the other. Returns
+    /// whether every message left this process.
     pub async fn publish_all<T: Serialize>(&self, messages: &[(String, T)]) -> bool {
         let Some(redis) = &self.inner.redis else {
             let mut all = true;
@@ -250,8 +333,10 @@ impl PubSub {
                     }
                 }
             }
-            let mut conn = redis.publisher.clone();
-            let sent = pipe.query_async::<()>(&mut conn);
+            if pipe.is_empty() {
+                continue;
+            }
+            let sent = redis.publisher.send(pipe);
             all &= matches!(
                 tokio::time::timeout(self.inner.op_timeout, sent).await,
                 Ok(Ok(()))

@@ -3,7 +3,11 @@
 //! It alone talks to that connection, so subscriptions, re-subscriptions and
 //! deliveries happen in one order:
 //!
-//! 1. connect (retrying with a backoff of 20 ms to 500 ms);
+//! 1. connect to one of its nodes (retrying with a backoff of 20 ms to
+//!    500 ms): the one Redis, or a node of a cluster, where a classic
+//!    subscription hears what is published on any node. A failed attempt
+//!    or a lost connection moves on to the next node of the list, so a
+//!    dead or frozen node is left for another;
 //! 2. subscribe to every route that has a handler, and wait for the server
 //!    to confirm each one;
 //! 3. after a gap (a lost connection, a failed attempt, a subscription left
@@ -11,7 +15,10 @@
 //!    so whoever empties a cache on that signal cannot be refilled with a
 //!    value whose invalidation was published in the gap;
 //! 4. deliver messages, one at a time (inline handlers awaited), and apply
-//!    route changes in the order they come.
+//!    route changes in the order they come; a PING that is not answered
+//!    within the confirmation timeout ends the connection, since a frozen
+//!    node (or a cut link) delivers nothing and says nothing, while the
+//!    cluster goes on publishing without it.
 //!
 //! A route change only says "look at this route again": the task compares
 //! what the routes want with what the connection has, so an unsubscribe
@@ -42,12 +49,13 @@ pub(super) struct Change {
 }
 
 pub(super) struct Subscriber {
-    pub client: redis::Client,
+    /// One per node to try, in turn: never empty.
+    pub nodes: Vec<redis::Client>,
     pub router: Arc<Router>,
     pub hooks: Arc<Hooks>,
     pub connect_timeout: Duration,
-    /// How long the server may take to confirm a (un)subscription before the
-    /// connection is taken for dead.
+    /// How long the server may take to confirm a (un)subscription or answer
+    /// a PING before the connection is taken for dead; PINGs go this often.
     pub confirm_timeout: Duration,
 }
 
@@ -74,13 +82,18 @@ impl Subscriber {
         // Subscribers whose change a lost connection cut: told once the
         // next connection has subscribed to everything.
         let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+        // The node connected to, or tried next.
+        let mut node = 0;
         while !changes.is_closed() {
+            let client = &self.nodes[node % self.nodes.len()];
+            let address = client.get_connection_info().addr();
             let connected =
-                tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub()).await;
+                tokio::time::timeout(self.connect_timeout, client.get_async_pubsub()).await;
             let (sink, messages) = match connected {
                 Ok(Ok(pubsub)) => pubsub.split(),
                 Ok(Err(_)) | Err(_) => {
                     gap = true;
+                    node += 1;
                     backoff.wait().await;
                     continue;
                 }
@@ -96,14 +109,15 @@ impl Subscriber {
                 confirm_timeout: self.confirm_timeout,
             };
             if let Err(e) = session.subscribe_wanted().await {
-                warn!(error = %e, "pub/sub: re-subscribing failed; reconnecting");
+                warn!(error = %e, %address, "pub/sub: re-subscribing failed; reconnecting");
                 gap = true;
+                node += 1;
                 backoff.wait().await;
                 continue;
             }
             backoff = Backoff::default();
             if gap {
-                info!("pub/sub subscribed again; messages may have been missed meanwhile");
+                info!(%address, "pub/sub subscribed again; messages may have been missed meanwhile");
                 self.router.resubscribed().await;
             }
             for done in waiting.drain(..) {
@@ -112,10 +126,11 @@ impl Subscriber {
             match session.serve(&mut changes).await {
                 End::Shutdown => return,
                 End::Lost(e, done) => {
-                    info!(error = %e, "pub/sub connection lost: reconnecting and re-subscribing");
+                    info!(error = %e, %address, "pub/sub connection lost: reconnecting and re-subscribing");
                     waiting.retain(|done| !done.is_closed());
                     waiting.extend(done);
                     gap = true;
+                    node += 1;
                 }
             }
         }
@@ -169,6 +184,9 @@ impl Session<'_> {
     }
 
     async fn serve(&mut self, changes: &mut mpsc::UnboundedReceiver<Change>) -> End {
+        let period = self.confirm_timeout;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -187,6 +205,12 @@ impl Session<'_> {
                         return End::Lost(closed.into(), None);
                     };
                     self.deliver(message).await;
+                }
+                _ = heartbeat.tick() => {
+                    let ping = self.sink.ping::<redis::Value>().map(|answer| answer.map(drop));
+                    if let Err(e) = confirmed(self.confirm_timeout, ping).await {
+                        return End::Lost(e, None);
+                    }
                 }
             }
         }
@@ -242,7 +266,7 @@ async fn confirmed(
         Ok(result) => result,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            "no subscription confirmation from Redis",
+            "no confirmation (of a subscription or a PING) from Redis",
         )
         .into()),
     }

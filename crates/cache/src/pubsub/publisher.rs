@@ -1,0 +1,152 @@
+//! Where PUBLISH goes: one standalone Redis, or one master of a Redis
+//! Cluster.
+//!
+//! A classic PUBLISH on any cluster node crosses the cluster bus to the
+//! subscribers of every node (pinned in `tests/cluster_client.rs`). The
+//! bus keeps the order of what one node sends, not across nodes, so every
+//! PUBLISH of a service goes to one node: the master of the slot of its
+//! channel prefix. Routed by their channels, as redis-rs does by default,
+//! an L1 invalidation and the `cache:invalidated:{guild}` message published
+//! after it could reach a subscriber the other way round, from two
+//! masters. It also lets a batch go as one pipeline: redis-rs routes a
+//! pipeline of PUBLISH by its channels as if they were keys and refuses
+//! channels of several slots (CROSSSLOT, before anything is sent), while
+//! the node itself takes PUBLISH of any channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Pipeline, RedisResult};
+use tokio::sync::OnceCell;
+
+/// Retries of one cluster call. Each call has the op timeout as its whole
+/// budget (the client's overall response timeout, and ours around it):
+/// redis-rs' defaults (16 retries at least 1.28 s apart) would outlast it
+/// many times, and a failover is over in seconds, not within a call.
+const CLUSTER_RETRIES: u32 = 3;
+const CLUSTER_MIN_RETRY_WAIT: Duration = Duration::from_millis(10);
+
+pub(super) enum Publisher {
+    Standalone(ConnectionManager),
+    /// Boxed: a cluster client is large, and one per service.
+    Cluster(Box<ClusterPublisher>),
+}
+
+impl Publisher {
+    /// On one Redis, through a connection that reconnects in the background.
+    pub fn standalone(client: redis::Client, connect_timeout: Duration) -> RedisResult<Publisher> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(None)
+            .set_number_of_retries(usize::MAX)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Publisher::Standalone(connection))
+    }
+
+    /// On a Redis Cluster reached through `nodes`: every PUBLISH goes to
+    /// the master of the slot of `wire_prefix`. Connects in the background.
+    pub fn cluster(
+        nodes: &[String],
+        wire_prefix: &str,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> RedisResult<Publisher> {
+        let max_retry_wait = (op_timeout / 2).max(CLUSTER_MIN_RETRY_WAIT);
+        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(CLUSTER_MIN_RETRY_WAIT.as_millis() as u64)
+            .max_retry_wait(max_retry_wait.as_millis() as u64)
+            .connection_timeout(connect_timeout)
+            .response_timeout(op_timeout)
+            .build()?;
+        let cluster = ClusterPublisher {
+            client,
+            connect_timeout,
+            connection: Arc::new(OnceCell::new()),
+            route: Route::with_key(wire_prefix, SlotAddr::Master),
+        };
+        // Early, so that the first publish finds the connection made rather
+        // than spending its budget on the set-up.
+        let early = cluster.clone();
+        tokio::spawn(async move { early.connection().await });
+        Ok(Publisher::Cluster(Box::new(cluster)))
+    }
+
+    /// One PUBLISH. The caller bounds it in time.
+    pub async fn publish(&self, wire_channel: &str, payload: &[u8]) -> RedisResult<()> {
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(wire_channel).arg(payload);
+        match self {
+            Publisher::Standalone(connection) => {
+                let mut connection = connection.clone();
+                command.query_async::<u64>(&mut connection).await?;
+            }
+            Publisher::Cluster(cluster) => {
+                let mut connection = cluster.connection().await?;
+                let route = RoutingInfo::SingleNode(cluster.single_node());
+                connection.route_command(command, route).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The commands of `pipeline` in one round trip. The caller bounds it
+    /// in time.
+    pub async fn send(&self, pipeline: Pipeline) -> RedisResult<()> {
+        match self {
+            Publisher::Standalone(connection) => {
+                let mut connection = connection.clone();
+                pipeline.query_async::<()>(&mut connection).await
+            }
+            Publisher::Cluster(cluster) => {
+                let mut connection = cluster.connection().await?;
+                let (route, count) = (cluster.single_node(), pipeline.len());
+                connection.route_pipeline(pipeline, 0, count, route).await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct ClusterPublisher {
+    client: ClusterClient,
+    connect_timeout: Duration,
+    /// Made on the first publish, not at start: a cluster that is not
+    /// reachable yet must not hold up the service's start. Once made, it
+    /// follows the cluster (reconnects, slot moves, failovers) by itself.
+    connection: Arc<OnceCell<ClusterConnection>>,
+    /// Where every PUBLISH of this service goes.
+    route: Route,
+}
+
+impl ClusterPublisher {
+    /// The cluster connection, made now if it is not yet. Its set-up can
+    /// hang on an unresponsive node, hence its own timeout; a failed one is
+    /// tried again by the next caller.
+    async fn connection(&self) -> RedisResult<ClusterConnection> {
+        let connect = async {
+            match tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+                .await
+            {
+                Ok(connected) => connected,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no Redis Cluster connection within the connect timeout",
+                )
+                .into()),
+            }
+        };
+        self.connection.get_or_try_init(|| connect).await.cloned()
+    }
+
+    fn single_node(&self) -> SingleNodeRoutingInfo {
+        SingleNodeRoutingInfo::SpecificNode(self.route)
+    }
+}
