@@ -135,58 +135,37 @@ impl Cache {
         }
         let breaker = Arc::new(Breaker::new(config.breaker_threshold));
         let hooks = Arc::new(Hooks::default());
-        let (store, pubsub) = match &config.backend {
-            Backend::Embedded => (
-                Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
-                PubSub::local(&config.prefix),
-            ),
-            Backend::Redis { url } => (
-                Store::Redis(Box::new(RedisStore::new(
-                    url,
-                    &config.prefix,
-                    config.connect_timeout,
-                    config.redis_read_hints,
-                    config.redis_tracked_markers,
-                )?)),
-                PubSub::redis(
-                    url,
-                    &config.prefix,
-                    config.connect_timeout,
-                    config.op_timeout,
-                    breaker.clone(),
-                    hooks.clone(),
-                )
-                .map_err(ConfigError::RedisUrl)?,
-            ),
+        let store = match &config.backend {
+            Backend::Embedded => Store::Embedded(EmbeddedStore::new(config.embedded_max_bytes)),
+            Backend::Redis { url } => Store::Redis(Box::new(RedisStore::new(
+                url,
+                &config.prefix,
+                config.connect_timeout,
+                config.redis_read_hints,
+                config.redis_tracked_markers,
+            )?)),
             Backend::RedisCluster { nodes } => {
                 if config.prefix.contains(['{', '}']) {
                     return Err(ConfigError::ClusterPrefix(config.prefix.clone()));
                 }
-                let first = nodes.first().ok_or(ConfigError::NoClusterNodes)?;
-                (
-                    Store::Redis(Box::new(RedisStore::cluster(
-                        nodes,
-                        &config.prefix,
-                        config.connect_timeout,
-                        config.op_timeout,
-                        config.redis_read_hints,
-                    )?)),
-                    PubSub::redis(
-                        first,
-                        &config.prefix,
-                        config.connect_timeout,
-                        config.op_timeout,
-                        // Not the cache's breaker: it opens when one shard
-                        // fails, while the bus (any node) still carries the
-                        // news other instances need most then: an invalidation
-                        // that shard could not take (`l1.rs`, `pending`).
-                        Arc::new(Breaker::new(u32::MAX)),
-                        hooks.clone(),
-                    )
-                    .map_err(ConfigError::RedisUrl)?,
-                )
+                Store::Redis(Box::new(RedisStore::cluster(
+                    nodes,
+                    &config.prefix,
+                    config.connect_timeout,
+                    config.op_timeout,
+                    config.redis_read_hints,
+                )?))
             }
         };
+        let pubsub_breaker = match &config.backend {
+            // Not the cache's breaker: it opens when one shard fails, while
+            // the bus (any node) still carries the news other instances need
+            // most then: an invalidation that shard could not take (`l1.rs`,
+            // `pending`).
+            Backend::RedisCluster { .. } => Arc::new(Breaker::new(u32::MAX)),
+            _ => breaker.clone(),
+        };
+        let pubsub = PubSub::on_backend(&config, pubsub_breaker, hooks.clone())?;
         let keys = Arc::new(KeyInvalidations::default());
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),

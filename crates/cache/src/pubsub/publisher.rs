@@ -12,6 +12,13 @@
 //! pipeline of PUBLISH by its channels as if they were keys and refuses
 //! channels of several slots (CROSSSLOT, before anything is sent), while
 //! the node itself takes PUBLISH of any channel.
+//!
+//! When that master fails (killed, failing over), a PUBLISH goes to any
+//! other master instead: the messages that matter most then are the news
+//! of invalidations the failing shard could not take, which other
+//! instances must hear at once (`l1.rs`, `pending`). Only what is published
+//! across the switch may be reordered, and only against what went to the
+//! failing master just before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +77,7 @@ impl Publisher {
             connect_timeout,
             connection: Arc::new(OnceCell::new()),
             route: Route::with_key(wire_prefix, SlotAddr::Master),
+            first_try: op_timeout / 2,
         };
         // Early, so that the first publish finds the connection made rather
         // than spending its budget on the set-up.
@@ -90,7 +98,12 @@ impl Publisher {
             Publisher::Cluster(cluster) => {
                 let mut connection = cluster.connection().await?;
                 let route = RoutingInfo::SingleNode(cluster.single_node());
-                connection.route_command(command, route).await?;
+                let first = connection.route_command(command.clone(), route);
+                if let Ok(Ok(_)) = tokio::time::timeout(cluster.first_try, first).await {
+                    return Ok(());
+                }
+                let other = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                connection.route_command(command, other).await?;
             }
         }
         Ok(())
@@ -107,7 +120,12 @@ impl Publisher {
             Publisher::Cluster(cluster) => {
                 let mut connection = cluster.connection().await?;
                 let (route, count) = (cluster.single_node(), pipeline.len());
-                connection.route_pipeline(pipeline, 0, count, route).await?;
+                let first = connection.route_pipeline(pipeline.clone(), 0, count, route);
+                if let Ok(Ok(_)) = tokio::time::timeout(cluster.first_try, first).await {
+                    return Ok(());
+                }
+                let other = SingleNodeRoutingInfo::RandomPrimary;
+                connection.route_pipeline(pipeline, 0, count, other).await?;
                 Ok(())
             }
         }
@@ -122,8 +140,10 @@ pub(super) struct ClusterPublisher {
     /// reachable yet must not hold up the service's start. Once made, it
     /// follows the cluster (reconnects, slot moves, failovers) by itself.
     connection: Arc<OnceCell<ClusterConnection>>,
-    /// Where every PUBLISH of this service goes.
+    /// Where every PUBLISH of this service goes...
     route: Route,
+    /// ...if it answers within this; else any other master (module docs).
+    first_try: Duration,
 }
 
 impl ClusterPublisher {
