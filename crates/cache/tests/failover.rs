@@ -150,10 +150,15 @@ impl Traffic {
 async fn caching_resumed(a: &Cache, b: &Cache, truth: &Truth, since: Instant) -> Duration {
     let loads = AtomicU64::new(0);
     loop {
-        assert!(
-            since.elapsed() < Duration::from_secs(10),
-            "caching did not resume within 10 s of the fault"
-        );
+        if since.elapsed() > Duration::from_secs(10) {
+            panic!(
+                "caching did not resume within 10 s of the fault: degraded {} and {}; {:?}; {:?}",
+                a.is_degraded(),
+                b.is_degraded(),
+                a.stats().await,
+                b.stats().await
+            );
+        }
         if !a.is_degraded() && !b.is_degraded() {
             let mut all_cached = true;
             for cache in [a, b] {

@@ -20,22 +20,14 @@
 //! across the switch may be reordered, and only against what went to the
 //! failing master just before.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Pipeline, RedisResult};
-use tokio::sync::OnceCell;
 
-/// Retries of one cluster call. Each call has the op timeout as its whole
-/// budget (the client's overall response timeout, and ours around it):
-/// redis-rs' defaults (16 retries at least 1.28 s apart) would outlast it
-/// many times, and a failover is over in seconds, not within a call.
-const CLUSTER_RETRIES: u32 = 3;
-const CLUSTER_MIN_RETRY_WAIT: Duration = Duration::from_millis(10);
+use crate::store::redis::LazyCluster;
 
 pub(super) enum Publisher {
     Standalone(ConnectionManager),
@@ -64,18 +56,8 @@ impl Publisher {
         connect_timeout: Duration,
         op_timeout: Duration,
     ) -> RedisResult<Publisher> {
-        let max_retry_wait = (op_timeout / 2).max(CLUSTER_MIN_RETRY_WAIT);
-        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
-            .retries(CLUSTER_RETRIES)
-            .min_retry_wait(CLUSTER_MIN_RETRY_WAIT.as_millis() as u64)
-            .max_retry_wait(max_retry_wait.as_millis() as u64)
-            .connection_timeout(connect_timeout)
-            .response_timeout(op_timeout)
-            .build()?;
         let cluster = ClusterPublisher {
-            client,
-            connect_timeout,
-            connection: Arc::new(OnceCell::new()),
+            client: LazyCluster::new(nodes, connect_timeout, op_timeout)?,
             route: Route::with_key(wire_prefix, SlotAddr::Master),
             first_try: op_timeout / 2,
         };
@@ -102,6 +84,9 @@ impl Publisher {
                 if let Ok(Ok(_)) = tokio::time::timeout(cluster.first_try, first).await {
                     return Ok(());
                 }
+                // Its map may point at a master that died: read it afresh
+                // for the next publish.
+                cluster.client.reset();
                 let other = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
                 connection.route_command(command, other).await?;
             }
@@ -120,10 +105,13 @@ impl Publisher {
             Publisher::Cluster(cluster) => {
                 let mut connection = cluster.connection().await?;
                 let (route, count) = (cluster.single_node(), pipeline.len());
+                // Elsewhere only if refused: a batch that is merely slow may
+                // still be delivered, and sent twice it would be out of order.
                 let first = connection.route_pipeline(pipeline.clone(), 0, count, route);
-                if let Ok(Ok(_)) = tokio::time::timeout(cluster.first_try, first).await {
+                if first.await.is_ok() {
                     return Ok(());
                 }
+                cluster.client.reset();
                 let other = SingleNodeRoutingInfo::RandomPrimary;
                 connection.route_pipeline(pipeline, 0, count, other).await?;
                 Ok(())
@@ -134,36 +122,21 @@ impl Publisher {
 
 #[derive(Clone)]
 pub(super) struct ClusterPublisher {
-    client: ClusterClient,
-    connect_timeout: Duration,
-    /// Made on the first publish, not at start: a cluster that is not
-    /// reachable yet must not hold up the service's start. Once made, it
-    /// follows the cluster (reconnects, slot moves, failovers) by itself.
-    connection: Arc<OnceCell<ClusterConnection>>,
+    /// Connected on the first publish (or early, in the background), not
+    /// at start: a cluster that is not reachable yet must not hold up the
+    /// service's start.
+    client: LazyCluster,
     /// Where every PUBLISH of this service goes...
     route: Route,
-    /// ...if it answers within this; else any other master (module docs).
+    /// ...if it answers one PUBLISH within this; else any other master
+    /// (module docs; the message may then arrive twice, which every
+    /// receiver tolerates: an invalidation applied twice is one).
     first_try: Duration,
 }
 
 impl ClusterPublisher {
-    /// The cluster connection, made now if it is not yet. Its set-up can
-    /// hang on an unresponsive node, hence its own timeout; a failed one is
-    /// tried again by the next caller.
     async fn connection(&self) -> RedisResult<ClusterConnection> {
-        let connect = async {
-            match tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
-                .await
-            {
-                Ok(connected) => connected,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no Redis Cluster connection within the connect timeout",
-                )
-                .into()),
-            }
-        };
-        self.connection.get_or_try_init(|| connect).await.cloned()
+        self.client.connection().await
     }
 
     fn single_node(&self) -> SingleNodeRoutingInfo {

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};
 
 use self::cluster::Cluster;
-pub(crate) use self::cluster::MasterInfo;
+pub(crate) use self::cluster::{LazyCluster, MasterInfo};
 use self::connection::Conn;
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;

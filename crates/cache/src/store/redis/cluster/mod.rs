@@ -15,18 +15,20 @@
 //! holds every invalidation that returned; one that was not acknowledged is a
 //! failed call, journaled and applied again before Redis is read (`cache.rs`).
 
+mod client;
 mod topology;
 
+pub(crate) use self::client::LazyCluster;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::{join_all, try_join_all};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use redis::aio::MultiplexedConnection;
-use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, Value};
 use tracing::debug;
@@ -52,10 +54,7 @@ pub(crate) struct MasterInfo {
 }
 
 pub(crate) struct Cluster {
-    client: ClusterClient,
-    connect_timeout: Duration,
-    conn: RwLock<Option<ClusterConnection>>,
-    connecting: tokio::sync::Mutex<()>,
+    client: LazyCluster,
     pub topology: Topologies,
     /// `WAIT`'s timeout: how long a replica has to acknowledge an
     /// invalidation before the call counts as failed.
@@ -68,61 +67,36 @@ impl Cluster {
         connect_timeout: Duration,
         op_timeout: Duration,
     ) -> Result<Cluster, ConfigError> {
-        let infos = nodes
-            .iter()
-            .map(|n| n.as_str().into_connection_info())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ConfigError::RedisUrl)?;
-        let template = infos.first().cloned().ok_or(ConfigError::NoClusterNodes)?;
-        // Retries bounded by the call's budget: the defaults (16, at least
-        // 1.28 s apart) would have one call outlast a failover many times
-        // (crates/cache/tests/cluster_client.rs). Our own per-call timeout
-        // and breaker decide what a slow cluster means.
-        let client = ClusterClient::builder(infos)
-            .retries(3)
-            .min_retry_wait(20)
-            .max_retry_wait(200)
-            .connection_timeout(connect_timeout)
-            .response_timeout(op_timeout.max(connect_timeout))
-            .build()
+        let template = nodes
+            .first()
+            .ok_or(ConfigError::NoClusterNodes)?
+            .as_str()
+            .into_connection_info()
             .map_err(ConfigError::RedisUrl)?;
         Ok(Cluster {
-            client,
-            connect_timeout,
-            conn: RwLock::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            client: LazyCluster::new(nodes, connect_timeout, op_timeout)
+                .map_err(ConfigError::RedisUrl)?,
             topology: Topologies::new(template, super::link::connection_config(connect_timeout)),
             ack_timeout: (op_timeout / 2).max(Duration::from_millis(10)),
         })
     }
 
-    /// The cluster client's connection, made on first use (within a bounded
-    /// time: its set-up can hang).
+    /// The cluster client's connection, made on first use.
     pub async fn connection(&self) -> Result<ClusterConnection, StoreError> {
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        let _one_at_a_time = self.connecting.lock().await;
-        if let Some(conn) = self.current() {
-            return Ok(conn);
-        }
-        // Every node given may be tried in turn.
-        let budget = self.connect_timeout * 4;
-        let conn = tokio::time::timeout(budget, self.client.get_async_connection())
-            .await
-            .map_err(|_| StoreError::Timeout)??;
-        *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
-        Ok(conn)
+        Ok(self.client.connection().await?)
     }
 
-    fn current(&self) -> Option<ClusterConnection> {
-        self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The topology, read now: the cluster's identity as it is.
+    /// The topology, read now: the cluster's identity as it is. When the
+    /// masters changed, the cluster client's connection is replaced (see
+    /// [`LazyCluster::reset`]).
     pub async fn refresh(&self) -> Result<Arc<Topology>, StoreError> {
+        let before = self.topology.current();
         let mut conn = self.connection().await?;
-        self.topology.refresh(&mut conn).await
+        let topology = self.topology.refresh(&mut conn).await?;
+        if before.is_some_and(|before| before.addresses() != topology.addresses()) {
+            self.client.reset();
+        }
+        Ok(topology)
     }
 
     /// The topology as last read (read now if there is none).

@@ -57,6 +57,13 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
+    /// The masters' addresses, sorted.
+    pub fn addresses(&self) -> Vec<&str> {
+        let mut addresses: Vec<&str> = self.masters.iter().map(|m| m.addr.as_str()).collect();
+        addresses.sort_unstable();
+        addresses
+    }
+
     /// The master serving `key`'s slot, if any serves it.
     pub fn master_of(&self, key: &[u8]) -> Option<(usize, &Arc<Master>)> {
         let index = self.owner[usize::from(slot(key))];
