@@ -241,6 +241,21 @@ impl Cache {
         }
     }
 
+    /// On a Redis Cluster, each master and whether it answers now (empty
+    /// for other stores, and when the cluster's map cannot be read within
+    /// the call timeout: then no master is known to be up).
+    pub async fn masters(&self) -> Vec<crate::MasterHealth> {
+        let Store::Redis(redis) = &self.inner.store else {
+            return Vec::new();
+        };
+        // The map may have to be read first, then every master answers.
+        let budget = self.inner.config.op_timeout * 3;
+        match tokio::time::timeout(budget, redis.masters()).await {
+            Ok(Ok(masters)) => masters,
+            _ => Vec::new(),
+        }
+    }
+
     /// The value under `key`, or `None` (absent, expired, invalidated, or the
     /// store unreachable).
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {

@@ -90,6 +90,7 @@ pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation, now_ms};
 pub use pubsub::{Message, PubSub, Subscription};
 pub use stats::{CacheStats, MasterStats, TypeStats};
+pub use store::MasterHealth;
 
 /// The exact `redis` connection set-up of the Redis store, for benchmarks
 /// that compare the cache with raw commands on the same kind of connection.

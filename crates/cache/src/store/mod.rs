@@ -8,6 +8,8 @@
 pub(crate) mod embedded;
 pub(crate) mod redis;
 
+pub use self::redis::MasterHealth;
+
 use bytes::Bytes;
 
 use self::embedded::TagVersion;

@@ -23,13 +23,31 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         (true, "degraded") => (StatusCode::OK, "degraded"),
         (true, _) => (StatusCode::OK, "ready"),
     };
+    let mut cache_body = json!({ "status": cache, "backend": state.service.cache.backend_name() });
+    if cache_body["backend"] == "redis-cluster" {
+        // Each master as the cache sees it: a master that does not answer
+        // makes the cache skip Redis for its shard's work, not the instance
+        // unready.
+        let masters = state.service.cache.masters().await;
+        cache_body["masters"] = masters
+            .iter()
+            .map(|m| {
+                json!({
+                    "address": m.address,
+                    "slots": m.slots,
+                    "replicas": m.replicas,
+                    "status": if m.up { "up" } else { "down" },
+                })
+            })
+            .collect();
+    }
     let body = json!({
         "status": status,
         "database": {
             "status": if database_up { "up" } else { "down" },
             "backend": state.service.store.backend_name(),
         },
-        "cache": { "status": cache, "backend": state.service.cache.backend_name() },
+        "cache": cache_body,
         "timestamp": Utc::now().to_rfc3339(),
     });
     (code, Json(body))

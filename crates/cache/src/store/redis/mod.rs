@@ -27,6 +27,7 @@ use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};
 
 use self::cluster::Cluster;
+pub use self::cluster::MasterHealth;
 pub(crate) use self::cluster::{LazyCluster, MasterInfo};
 use self::connection::Conn;
 use self::hints::{Hint, Hints, TagEpochs};
@@ -171,6 +172,14 @@ impl RedisStore {
                 let topology = cluster.refresh().await?;
                 Ok(!self.identity.is_verified(&topology.identity))
             }
+        }
+    }
+
+    /// On a cluster, each master and whether it answers; empty otherwise.
+    pub async fn masters(&self) -> Result<Vec<MasterHealth>, StoreError> {
+        match &self.servers {
+            Servers::Standalone(_) => Ok(Vec::new()),
+            Servers::Cluster(cluster) => cluster.health().await,
         }
     }
 

@@ -44,6 +44,19 @@ use crate::store::{Lookup, Versions};
 /// Entries written at once by `set_many`, each a few concurrent steps.
 const SET_MANY_CONCURRENCY: usize = 32;
 
+/// One master as `/health/ready` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterHealth {
+    /// `host:port`.
+    pub address: String,
+    /// The slots it serves, e.g. `0-5460`.
+    pub slots: String,
+    /// Its replicas the cluster does not take for failed.
+    pub replicas: usize,
+    /// It answered a `PING` within the call timeout.
+    pub up: bool,
+}
+
 /// Figures of one master, for the stats.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MasterInfo {
@@ -105,6 +118,35 @@ impl Cluster {
             return Ok(topology);
         }
         self.refresh().await
+    }
+
+    /// Each master as last seen, and whether it answers a `PING` on the
+    /// store's own connection now.
+    pub async fn health(&self) -> Result<Vec<MasterHealth>, StoreError> {
+        let topology = self.topology().await?;
+        Ok(join_all(topology.masters.iter().map(|master| async move {
+            let mut conn = master.conn.clone();
+            let ping = redis::cmd("PING").query_async::<String>(&mut conn);
+            let pong = tokio::time::timeout(self.ack_timeout * 2, ping).await;
+            MasterHealth {
+                address: master.addr.clone(),
+                slots: master
+                    .slots
+                    .iter()
+                    .map(|&(a, b)| {
+                        if a == b {
+                            a.to_string()
+                        } else {
+                            format!("{a}-{b}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                replicas: master.replicas,
+                up: matches!(pong, Ok(Ok(_))),
+            }
+        }))
+        .await)
     }
 
     /// Runs `pipe` on `master`'s own connection, then `WAIT`s for one of its

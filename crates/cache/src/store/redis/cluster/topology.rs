@@ -41,6 +41,8 @@ pub(crate) struct Master {
     /// invalidation waits for one of them (none: nothing to wait for, and
     /// nothing that could be promoted without it).
     pub replicas: usize,
+    /// The slot ranges it serves, inclusive.
+    pub slots: Vec<(usize, usize)>,
     /// The store's own connection to it (see the module docs).
     pub conn: MultiplexedConnection,
     /// The invalidation script has been loaded on this server.
@@ -184,6 +186,7 @@ impl Topologies {
                 addr: node.addr.clone(),
                 run_id,
                 replicas,
+                slots: node.slots.clone(),
                 conn,
                 scripts_loaded: AtomicBool::new(scripts_loaded),
             }));
