@@ -126,8 +126,10 @@ impl Cluster {
         let topology = self.topology().await?;
         Ok(join_all(topology.masters.iter().map(|master| async move {
             let mut conn = master.conn.clone();
-            let ping = redis::cmd("PING").query_async::<String>(&mut conn);
-            let pong = tokio::time::timeout(self.ack_timeout * 2, ping).await;
+            let ping = redis::cmd("PING");
+            let pong =
+                tokio::time::timeout(self.ack_timeout * 2, ping.query_async::<String>(&mut conn))
+                    .await;
             MasterHealth {
                 address: master.addr.clone(),
                 slots: master
