@@ -450,3 +450,68 @@ async fn publish_all_delivers_every_message_in_order() {
         bus.assert_publishes_crossed_the_bus();
     }
 }
+
+/// The master every PUBLISH goes to dies: publishes go to another master at
+/// once (the news of invalidations its shard could not take must still
+/// reach the other instances), and arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_go_through_another_master_while_theirs_is_down() {
+    let mut cluster = RedisCluster::start();
+    let publisher = pubsub(cluster_config(cluster.nodes()));
+    let publishing = cluster.master_of("spywatcher:pubsub:");
+    let mut nodes = cluster.nodes();
+    nodes.retain(|n| *n != publishing);
+    let subscriber = pubsub(cluster_config(nodes));
+    let mut sub = subscriber.subscribe("cache:invalidated:1").await;
+    assert!(publisher.publish("cache:invalidated:1", &0).await);
+    assert_eq!(next(&mut sub).await["payload"], 0);
+
+    let index = cluster.index_of(&publishing);
+    cluster.node_mut(index).kill();
+    for i in 1..=5 {
+        let started = Instant::now();
+        assert!(
+            publisher.publish("cache:invalidated:1", &i).await,
+            "publish {i} with its master dead"
+        );
+        assert_eq!(next(&mut sub).await["payload"], i);
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "within the op timeout"
+        );
+    }
+}
+
+/// Every node frozen: the first publish waits out its timeout, the next
+/// ones are refused at once for a while instead of each waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_are_skipped_at_once_while_the_whole_cluster_hangs() {
+    let cluster = RedisCluster::start();
+    let publisher = pubsub(cluster_config(cluster.nodes()));
+    assert!(publisher.publish("analytics:x:1", &0).await);
+    for i in 0..cluster.nodes().len() {
+        cluster.node(i).pause();
+    }
+    let started = Instant::now();
+    assert!(!publisher.publish("analytics:x:1", &1).await);
+    let first = started.elapsed();
+    let started = Instant::now();
+    for i in 0..20 {
+        assert!(!publisher.publish("analytics:x:1", &i).await);
+    }
+    let next_twenty = started.elapsed();
+    for i in 0..cluster.nodes().len() {
+        cluster.node(i).resume();
+    }
+    println!("first publish refused after {first:?}; the next 20 in {next_twenty:?}");
+    assert!(
+        next_twenty < first,
+        "20 publishes in {next_twenty:?}, one took {first:?}: they were not skipped"
+    );
+    wait_until(
+        "publishes go through again",
+        Duration::from_secs(5),
+        async || publisher.publish("analytics:x:1", &2).await,
+    )
+    .await;
+}

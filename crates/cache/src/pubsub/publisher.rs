@@ -20,7 +20,8 @@
 //! across the switch may be reordered, and only against what went to the
 //! failing master just before.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -60,6 +61,8 @@ impl Publisher {
             client: LazyCluster::new(nodes, connect_timeout, op_timeout)?,
             route: Route::with_key(wire_prefix, SlotAddr::Master),
             first_try: op_timeout / 2,
+            quiet_until: Arc::new(Mutex::new(None)),
+            quiet_for: (op_timeout * 4).max(Duration::from_millis(200)),
         };
         // Early, so that the first publish finds the connection made rather
         // than spending its budget on the set-up.
@@ -78,17 +81,17 @@ impl Publisher {
                 command.query_async::<u64>(&mut connection).await?;
             }
             Publisher::Cluster(cluster) => {
+                cluster.open()?;
                 let mut connection = cluster.connection().await?;
                 let route = RoutingInfo::SingleNode(cluster.single_node());
                 let first = connection.route_command(command.clone(), route);
                 if let Ok(Ok(_)) = tokio::time::timeout(cluster.first_try, first).await {
                     return Ok(());
                 }
-                // Its map may point at a master that died: read it afresh
-                // for the next publish.
-                cluster.client.reset();
+                cluster.failing();
                 let other = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
                 connection.route_command(command, other).await?;
+                cluster.answered();
             }
         }
         Ok(())
@@ -103,6 +106,7 @@ impl Publisher {
                 pipeline.query_async::<()>(&mut connection).await
             }
             Publisher::Cluster(cluster) => {
+                cluster.open()?;
                 let mut connection = cluster.connection().await?;
                 let (route, count) = (cluster.single_node(), pipeline.len());
                 // Elsewhere only if refused: a batch that is merely slow may
@@ -111,9 +115,10 @@ impl Publisher {
                 if first.await.is_ok() {
                     return Ok(());
                 }
-                cluster.client.reset();
+                cluster.failing();
                 let other = SingleNodeRoutingInfo::RandomPrimary;
                 connection.route_pipeline(pipeline, 0, count, other).await?;
+                cluster.answered();
                 Ok(())
             }
         }
@@ -128,6 +133,13 @@ pub(super) struct ClusterPublisher {
     client: LazyCluster,
     /// Where every PUBLISH of this service goes...
     route: Route,
+    /// Publishes are skipped until then: the cluster answered neither on
+    /// the publishing master nor elsewhere (the caller's timeout cut the
+    /// second try). Without it, every publish during a whole-cluster outage
+    /// would wait out its timeout; the cache's breaker is no guide here (it
+    /// opens when one shard fails, while the bus still works).
+    quiet_until: Arc<Mutex<Option<Instant>>>,
+    quiet_for: Duration,
     /// ...if it answers one PUBLISH within this; else any other master
     /// (module docs; the message may then arrive twice, which every
     /// receiver tolerates: an invalidation applied twice is one).
@@ -137,6 +149,33 @@ pub(super) struct ClusterPublisher {
 impl ClusterPublisher {
     async fn connection(&self) -> RedisResult<ClusterConnection> {
         self.client.connection().await
+    }
+
+    /// Refuses at once while publishes are skipped (see `quiet_until`).
+    fn open(&self) -> RedisResult<()> {
+        let quiet = self.quiet_until.lock().unwrap_or_else(|e| e.into_inner());
+        match *quiet {
+            Some(until) if Instant::now() < until => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "publishes skipped: the Redis Cluster did not answer the last one",
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The publishing master did not answer: its map may point at a master
+    /// that died, so it is read afresh for the next publish; and publishes
+    /// are skipped for a while, unless [`answered`](Self::answered) (the
+    /// second try, elsewhere, got through).
+    fn failing(&self) {
+        self.client.reset();
+        *self.quiet_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + self.quiet_for);
+    }
+
+    fn answered(&self) {
+        *self.quiet_until.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn single_node(&self) -> SingleNodeRoutingInfo {
