@@ -514,6 +514,9 @@ impl Inner {
         };
         match &result {
             Ok(_) => self.breaker.record_success(),
+            Err(StoreError::Unsupported(why)) => {
+                warn!("{why}: not cached");
+            }
             // Undecodable data is not a sign that Redis is unwell.
             Err(StoreError::Codec(e)) => {
                 Counters::add(&self.counters.errors, 1);

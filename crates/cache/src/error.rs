@@ -28,6 +28,10 @@ pub enum StoreError {
     /// an invalidation in time, so a failover could undo it.
     #[error("no replica of the Redis master at {0} acknowledged the write in time")]
     Unacknowledged(String),
+    /// What this store cannot do with these arguments (not a sign that
+    /// Redis is unwell).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("circuit breaker open: redis skipped")]
     CircuitOpen,
     #[error(transparent)]

@@ -265,10 +265,9 @@ impl RedisStore {
         expected: Option<&[String]>,
     ) -> Result<bool, StoreError> {
         if let Some(tag) = tags.iter().find(|t| !slotted(t)) {
-            return Err(CodecError::Corrupt(format!(
+            return Err(StoreError::Unsupported(format!(
                 "tag {tag:?} cannot be used on a Redis Cluster: a tag may not be empty or begin with '}}'"
-            ))
-            .into());
+            )));
         }
         let entry_key = self.keys.entry(key);
         let steps = try_join_all(tags.iter().enumerate().map(|(i, tag)| {
@@ -312,7 +311,7 @@ impl RedisStore {
         stream::iter(entries)
             .map(|(key, value, ttl, tags)| async move {
                 match self.cluster_set(key, value, *ttl, tags, None).await {
-                    Err(StoreError::Codec(e)) => {
+                    Err(StoreError::Unsupported(e)) => {
                         debug!(key, error = %e, "not warmed");
                         Ok(false)
                     }
