@@ -6,8 +6,19 @@
 //! Commands of one key, and `MGET`/`EXISTS`/`UNLINK` of many, are shared
 //! with the standalone store (`connection.rs`): the cluster client routes
 //! them by slot, splits multi-key ones per slot, and follows `MOVED`/`ASK`
-//! through failovers. Reads use the hinted `MGET` path (`hints.rs`): the
-//! client-tracked path is standalone only for now.
+//! through failovers. Reads use the hinted `MGET` path (`hints.rs`), split
+//! per slot: one round trip to each master holding the entry or one of its
+//! tags' markers, in parallel.
+//!
+//! Why not the client-tracked path of a standalone Redis (`tracking.rs`)
+//! here: it is exact because the push that announces a marker's change and
+//! the reply to a later `GET` of the entry come over *one* connection, in
+//! the order the server ran them. On a cluster the entry and its markers
+//! live on different masters: the push from the marker's master can still
+//! be in flight when the entry's master answers, after the invalidation
+//! returned to its caller, and a held marker would let a stale entry
+//! through. Closing that gap needs a round trip to the marker's master on
+//! every read, which is what the `MGET` does anyway.
 //!
 //! What must survive a failover goes to the masters on connections of the
 //! store's own (`topology.rs`) and counts as done only once a replica has it
