@@ -1,6 +1,9 @@
 //! Several caches sharing one Redis, as several service instances do:
 //! L1 coherence (SPEC 1.3), its propagation delay, reconnects, and stampede
-//! protection across processes (SPEC 1.2.4).
+//! protection across processes (SPEC 1.2.4). What is about the caches runs
+//! on a standalone Redis and on a Redis Cluster, with the tags on other
+//! masters than their entries; what is about one server's faults (killed,
+//! paused, restarted, its clients killed) on a standalone Redis only.
 
 mod common;
 
@@ -14,9 +17,13 @@ use spywatcher_cache::{Cache, CacheConfig};
 
 const TTL: Duration = Duration::from_secs(300);
 
-async fn remember(cache: &spywatcher_cache::Cache, key: &str, value: u64) -> u64 {
+async fn remember(cache: &Cache, key: &str, value: u64) -> u64 {
+    remember_tagged(cache, key, "guild:1", value).await
+}
+
+async fn remember_tagged(cache: &Cache, key: &str, tag: &str, value: u64) -> u64 {
     cache
-        .remember(key, TTL, &["guild:1"], || async move { Ok::<_, ()>(value) })
+        .remember(key, TTL, &[tag], || async move { Ok::<_, ()>(value) })
         .await
         .unwrap()
 }
@@ -27,19 +34,28 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_serves_hits_and_an_invalidation_on_another_instance_reaches_it() {
-    let server = RedisServer::start();
-    let a = redis_cache(&server);
-    let b = redis_cache(&server);
-    tokio::time::sleep(Duration::from_millis(200)).await; // listeners subscribed
+    for backing in Backing::each() {
+        l1_coherence_on(&backing).await;
+    }
+}
+
+async fn l1_coherence_on(backing: &Backing) {
+    let a = backing.cache().await;
+    let b = backing.cache().await;
+    let tag = &backing.tags_apart("k", "guild", 1)[0];
+    bus_listeners(backing, 2).await;
     let mut delays = Vec::new();
     for round in 0..200u64 {
         // B holds the entry in its L1.
-        assert_eq!(remember(&b, "k", round).await, round);
+        assert_eq!(remember_tagged(&b, "k", tag, round).await, round);
         let l1_before = b.stats().await.l1_hits;
-        assert_eq!(remember(&b, "k", u64::MAX).await, round);
+        assert_eq!(remember_tagged(&b, "k", tag, u64::MAX).await, round);
         assert_eq!(b.stats().await.l1_hits, l1_before + 1, "served from L1");
+        if round == 0 {
+            backing.assert_apart("k", &[tag]);
+        }
 
-        a.invalidate_by_tag("guild:1").await;
+        a.invalidate_by_tag(tag).await;
         let invalidated = Instant::now();
         // Until the message arrives B's L1 may still answer; once it has,
         // never again.
@@ -61,12 +77,14 @@ async fn l1_serves_hits_and_an_invalidation_on_another_instance_reaches_it() {
     delays.sort();
     let (p50, p99) = (percentile(&delays, 0.5), percentile(&delays, 0.99));
     println!(
-        "L1 invalidation propagation over 200 rounds: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        "L1 invalidation propagation over 200 rounds on {}: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        backing.name(),
         delays.last().unwrap()
     );
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
 }
 
+/// Standalone only: a cluster's counterpart is a failover (issue 10, item 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_both_instances_read_new_values_and_messages_flow_again() {
     let mut server = RedisServer::start();
@@ -113,29 +131,36 @@ async fn after_a_redis_restart_both_instances_read_new_values_and_messages_flow_
 /// read no longer holds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_l1_fill_overtaken_by_another_instances_invalidation_is_dropped() {
-    let server = RedisServer::start();
-    let a = redis_cache(&server);
-    let b = redis_cache(&server);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    for backing in Backing::each() {
+        overtaken_fill_on(&backing).await;
+    }
+}
+
+async fn overtaken_fill_on(backing: &Backing) {
+    let a = backing.cache().await;
+    let b = backing.cache().await;
+    let tag = backing.tags_apart("k", "guild", 1).remove(0);
+    bus_listeners(backing, 2).await;
     assert!(
         a.set(
             "k",
             &1u64,
-            spywatcher_cache::SetOptions::ttl(TTL).tags(["guild:1"])
+            spywatcher_cache::SetOptions::ttl(TTL).tags([&tag])
         )
         .await
     );
-    let probe = L1Probe::new(&b, "guild:1").await;
+    backing.assert_apart("k", &[&tag]);
+    let probe = L1Probe::new(&b, &tag).await;
 
     let paused = b
         .hooks()
         .arm(spywatcher_cache::testing::Step::ReadBeforeFill);
     let read = {
-        let b = b.clone();
-        tokio::spawn(async move { remember(&b, "k", 2).await })
+        let (b, tag) = (b.clone(), tag.clone());
+        tokio::spawn(async move { remember_tagged(&b, "k", &tag, 2).await })
     };
     paused.reached().await; // B read k = 1 from Redis, has not filled L1
-    a.invalidate_by_tag("guild:1").await;
+    a.invalidate_by_tag(&tag).await;
     probe.wait_dropped().await;
     paused.release();
     assert_eq!(read.await.unwrap(), 1, "read before the invalidation");
@@ -144,59 +169,78 @@ async fn an_l1_fill_overtaken_by_another_instances_invalidation_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_loader_per_expiry_across_instances_and_waiters_wake_when_it_lands() {
-    let server = RedisServer::start();
+    for backing in Backing::each() {
+        one_loader_on(&backing).await;
+    }
+}
+
+async fn one_loader_on(backing: &Backing) {
     // Not an outage test: a debug build under a burst of 1,000 calls on two
     // cores, beside other tests, can take longer than the outage tests'
     // 100 ms budget, and an instance whose breaker opens loads for itself
     // rather than wait for another's announcement (lock.rs).
     let config = CacheConfig {
         op_timeout: Duration::from_secs(2),
-        ..fast_config(&server)
+        ..backing.config()
     };
-    let a = Cache::new(config.clone()).unwrap();
-    let b = Cache::new(config).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = backing.cache_with(config.clone()).await;
+    let b = backing.cache_with(config).await;
+    let tag = backing.tags_apart("cold", "guild", 1).remove(0);
+    bus_listeners(backing, 2).await;
     let runs = Arc::new(AtomicU32::new(0));
+    let landed = Arc::new(std::sync::OnceLock::new());
     let load_time = Duration::from_millis(200);
     let started = Instant::now();
     let calls = (0..1000).map(|i| {
         let cache = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let runs = runs.clone();
+        let (runs, landed, tag) = (runs.clone(), landed.clone(), tag.clone());
         tokio::spawn(async move {
             let call = Instant::now();
             let value = cache
-                .remember("cold", TTL, &["guild:1"], || async move {
+                .remember("cold", TTL, &[tag], || async move {
                     runs.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(load_time).await;
+                    landed.get_or_init(Instant::now);
                     Ok::<_, ()>(42u64)
                 })
                 .await;
-            (value, call.elapsed())
+            (value, call.elapsed(), Instant::now())
         })
     });
     let mut waits = Vec::new();
+    let mut done = Vec::new();
     for result in futures::future::join_all(calls).await {
-        let (value, waited) = result.unwrap();
+        let (value, waited, at) = result.unwrap();
         assert_eq!(value, Ok(42));
         waits.push(waited);
+        done.push(at);
     }
-    waits.sort();
-    let p99 = percentile(&waits, 0.99);
-    println!(
-        "500 callers on each of 2 instances: {} loader run(s), load {load_time:?}, callers' p50 {:?} p99 {p99:?} (all done in {:?})",
-        runs.load(Ordering::SeqCst),
-        percentile(&waits, 0.5),
-        started.elapsed()
-    );
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
         "one loader across both instances"
     );
-    assert!(
-        p99 < load_time + Duration::from_millis(150),
-        "waiters were not woken when the value landed: p99 {p99:?}"
+    // From the moment the loader's value was ready, on either instance: the
+    // time before it began (a burst of 1,000 calls on two cores, beside
+    // other tests) is not what this is about.
+    let landed = *landed.get().expect("the loader ran");
+    let mut after: Vec<Duration> = done.iter().map(|at| at.duration_since(landed)).collect();
+    waits.sort();
+    after.sort();
+    let p99 = percentile(&after, 0.99);
+    println!(
+        "500 callers on each of 2 instances on {}: load {load_time:?}, callers' p50 {:?} p99 {:?}; done after the value landed: p50 {:?} p99 {p99:?} (all done in {:?})",
+        backing.name(),
+        percentile(&waits, 0.5),
+        percentile(&waits, 0.99),
+        percentile(&after, 0.5),
+        started.elapsed()
     );
+    assert!(
+        p99 < Duration::from_millis(150),
+        "waiters were not woken when the value landed: p99 {p99:?} after it"
+    );
+    backing.assert_apart("cold", &[&tag]);
 }
 
 /// Two caches with a long loading lease, so that waiting one out shows.
@@ -352,6 +396,8 @@ async fn a_lease_restored_from_a_snapshot_does_not_hold_up_readers() {
     assert_eq!(server.cli(&["EXISTS", &lock]), "0", "the lease was dropped");
 }
 
+/// Standalone only: it kills the subscriber's connection to the one server;
+/// on a cluster, a subscriber losing its node is the cluster pub/sub's case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_waiting_for_another_instance_looks_again_when_its_subscriber_reconnects() {
     let server = RedisServer::start();
@@ -376,24 +422,27 @@ async fn a_caller_waiting_for_another_instance_looks_again_when_its_subscriber_r
 }
 
 /// Waits until `n` connections are subscribed to the L1 bus.
-async fn bus_listeners(server: &RedisServer, n: usize) {
+async fn bus_listeners(backing: &Backing, n: usize) {
+    let channel = format!("{}pubsub:~l1", backing.prefix());
     wait_until(
         "the L1 listeners subscribed",
         Duration::from_secs(5),
-        async || {
-            let numsub = server.cli(&["PUBSUB", "NUMSUB", "spywatcher:pubsub:~l1"]);
-            numsub.lines().nth(1) == Some(n.to_string().as_str())
-        },
+        async || backing.subscribers(&channel) == n,
     )
     .await;
 }
 
+/// Standalone only: it kills the subscriber's connection to the one server;
+/// on a cluster, a subscriber losing its node is the cluster pub/sub's case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_published_while_the_subscriber_resubscribes_does_not_stay_in_l1() {
-    let server = RedisServer::start();
-    let a = redis_cache(&server);
-    let b = redis_cache(&server);
-    bus_listeners(&server, 2).await;
+    let backing = Backing::standalone();
+    let Backing::Standalone(server) = &backing else {
+        unreachable!("started standalone")
+    };
+    let a = redis_cache(server);
+    let b = redis_cache(server);
+    bus_listeners(&backing, 2).await;
     assert_eq!(remember(&b, "k", 1).await, 1);
     let l1_before = b.stats().await.l1_hits;
     assert_eq!(remember(&b, "k", 9).await, 1);
@@ -421,17 +470,30 @@ async fn an_invalidation_published_while_the_subscriber_resubscribes_does_not_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_of_a_later_message_finds_l1_already_invalidated() {
-    let server = RedisServer::start();
-    let a = redis_cache(&server);
-    let b = redis_cache(&server);
-    bus_listeners(&server, 2).await;
+    for backing in Backing::each() {
+        later_message_on(&backing).await;
+    }
+}
+
+async fn later_message_on(backing: &Backing) {
+    let a = backing.cache().await;
+    let b = backing.cache().await;
+    let tag = &backing.tags_apart("k", "guild", 1)[0];
+    bus_listeners(backing, 2).await;
     let mut invalidated = b.pubsub().subscribe("cache:invalidated:1").await;
     for round in 0..50u64 {
-        assert_eq!(remember(&b, "k", round).await, round);
-        assert_eq!(remember(&b, "k", u64::MAX).await, round, "held in L1");
+        assert_eq!(remember_tagged(&b, "k", tag, round).await, round);
+        assert_eq!(
+            remember_tagged(&b, "k", tag, u64::MAX).await,
+            round,
+            "held in L1"
+        );
+        if round == 0 {
+            backing.assert_apart("k", &[tag]);
+        }
         // As the service does: the L1 bus message goes out first, then the
         // realtime one, on the same connection.
-        a.invalidate_by_tag("guild:1").await;
+        a.invalidate_by_tag(tag).await;
         assert!(a.pubsub().publish("cache:invalidated:1", &round).await);
         let message = tokio::time::timeout(Duration::from_secs(3), invalidated.recv())
             .await

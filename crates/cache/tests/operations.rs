@@ -1,8 +1,10 @@
 //! The rest of the SPEC 1.1 API: compression, patterns, flush, warm, stats,
-//! and memory reclaimed after an invalidation.
+//! and memory reclaimed after an invalidation; on a standalone Redis and on
+//! a Redis Cluster, where patterns, flush and stats visit every master.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
@@ -26,13 +28,21 @@ fn rows(n: usize) -> Vec<Row> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_values_are_stored_compressed_and_read_back_transparently() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
+    for backing in Backing::each() {
+        large_values_on(&backing).await;
+    }
+}
+
+async fn large_values_on(backing: &Backing) {
+    let cache = backing.cache().await;
     let big = rows(500);
     let json_len = serde_json::to_vec(&big).unwrap().len();
     assert!(cache.set("big", &big, SetOptions::default()).await);
     assert!(cache.set("small", &rows(1), SetOptions::default()).await);
-    let stored_len: usize = server.cli(&["STRLEN", "spywatcher:big"]).parse().unwrap();
+    let stored_len: usize = backing
+        .cli(&["STRLEN", &backing.entry_key("big")])
+        .parse()
+        .unwrap();
     assert!(
         stored_len * 2 < json_len,
         "{stored_len} bytes stored for {json_len} bytes of JSON"
@@ -57,10 +67,18 @@ async fn large_values_are_stored_compressed_and_read_back_transparently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_pattern_and_flush_all_stay_under_the_prefix() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
-    server.cli(&["SET", "someone-else:analytics:ghosts:1", "theirs"]);
-    server.cli(&["SET", "unrelated", "theirs"]);
+    for backing in Backing::each() {
+        stay_under_the_prefix_on(&backing).await;
+    }
+}
+
+async fn stay_under_the_prefix_on(backing: &Backing) {
+    let cache = backing.cache().await;
+    // Keys of others: one that ends like the cache's own, one unrelated.
+    let theirs = format!("someone-else:{}", backing.entry_key("analytics:ghosts:1"));
+    let unrelated = format!("unrelated-to-{}", backing.prefix());
+    backing.cli(&["SET", &theirs, "theirs"]);
+    backing.cli(&["SET", &unrelated, "theirs"]);
     for key in [
         "analytics:ghosts:1:all",
         "analytics:ghosts:2:all",
@@ -73,11 +91,82 @@ async fn clear_pattern_and_flush_all_stay_under_the_prefix() {
     assert_eq!(cache.get::<i32>("analytics:roles:1:all").await, Some(1));
     assert!(cache.flush_all().await >= 1);
     assert_eq!(cache.get::<i32>("analytics:roles:1:all").await, None);
+    assert_eq!(backing.cli(&["GET", &theirs]), "theirs");
+    assert_eq!(backing.cli(&["GET", &unrelated]), "theirs");
+}
+
+/// On a cluster, `clear_pattern`, `flush_all` and `keyCount` must visit
+/// every master: the entries here are spread over all three (two of each
+/// pattern on each), and stats list each master's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_pattern_flush_all_and_key_count_cover_every_master_of_a_cluster() {
+    let backing = Backing::cluster();
+    let cache = backing.cache().await;
+    let masters = backing.masters();
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    let spread = |group: &str| -> Vec<String> {
+        let mut keys = Vec::new();
+        for master in &masters {
+            let on_it = (0..)
+                .map(|i| format!("spread:{group}:{i}"))
+                .filter(|key| backing.master_of(&backing.entry_key(key)) == *master);
+            keys.extend(on_it.take(2));
+        }
+        keys
+    };
+    let (cleared, kept) = (spread("a"), spread("b"));
+    for key in cleared.iter().chain(&kept) {
+        assert!(cache.set(key, &1, SetOptions::default().tags(["t"])).await);
+    }
+    // Where each entry is, asked of each master: the spread is real.
+    let per_master = |keys: &[String]| -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for key in keys {
+            if let Some(master) = backing.holder(&backing.entry_key(key)) {
+                *counts.entry(master).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let two_each: BTreeMap<String, usize> = masters.iter().map(|m| (m.clone(), 2)).collect();
+    assert_eq!(per_master(&cleared), two_each);
+    assert_eq!(per_master(&kept), two_each);
+    assert_key_counts(&cache, &masters, 4).await;
+
+    assert_eq!(cache.clear_pattern("spread:a:*").await, 6);
+    assert_eq!(per_master(&cleared), BTreeMap::new(), "left behind");
+    assert_eq!(per_master(&kept), two_each, "cleared beyond the pattern");
+    assert_key_counts(&cache, &masters, 2).await;
+
+    assert!(cache.flush_all().await >= 6);
+    assert_eq!(per_master(&kept), BTreeMap::new(), "left behind");
+    let entries_left: Vec<String> = backing
+        .keys()
+        .into_iter()
+        .filter(|k| !k[backing.prefix().len()..].starts_with('~'))
+        .collect();
+    assert_eq!(entries_left, Vec::<String>::new());
+    assert_key_counts(&cache, &masters, 0).await;
+}
+
+/// Stats list every master, each holding `each` of the cache's entries,
+/// and `keyCount` is their sum.
+async fn assert_key_counts(cache: &Cache, masters: &[String], each: u64) {
+    let stats = cache.stats().await;
+    let mut listed: Vec<(String, u64)> = stats
+        .masters
+        .iter()
+        .map(|m| (m.address.clone(), m.key_count))
+        .collect();
+    listed.sort();
+    let expected: Vec<(String, u64)> = masters.iter().map(|m| (m.clone(), each)).collect();
+    assert_eq!(listed, expected, "each master's entries");
     assert_eq!(
-        server.cli(&["GET", "someone-else:analytics:ghosts:1"]),
-        "theirs"
+        stats.key_count,
+        stats.masters.iter().map(|m| m.key_count).sum::<u64>(),
+        "keyCount is the masters' sum"
     );
-    assert_eq!(server.cli(&["GET", "unrelated"]), "theirs");
+    assert_eq!(stats.key_count, each * masters.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,12 +204,17 @@ async fn warm_stores_many_entries_with_their_tags() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_report_the_reference_fields_and_more() {
-    let server = RedisServer::start();
-    let cache = Cache::new(CacheConfig {
+    for backing in Backing::each() {
+        stats_on(&backing).await;
+    }
+}
+
+async fn stats_on(backing: &Backing) {
+    let config = CacheConfig {
         stat_groups: vec!["analytics:ghosts".into()],
-        ..fast_config(&server)
-    })
-    .unwrap();
+        ..backing.config()
+    };
+    let cache = backing.cache_with(config).await;
     cache
         .set("analytics:ghosts:1:all", &1, SetOptions::default())
         .await;
@@ -137,6 +231,13 @@ async fn stats_report_the_reference_fields_and_more() {
         stats.memory_used
     );
     assert_eq!(stats.circuit, "closed");
+    let (backend, masters) = if backing.is_cluster() {
+        ("redis-cluster", 3)
+    } else {
+        ("redis", 0)
+    };
+    assert_eq!(stats.backend, backend);
+    assert_eq!(stats.masters.len(), masters, "{:?}", stats.masters);
     assert_eq!(stats.by_type["analytics:ghosts"].misses, 1);
     assert_eq!(stats.by_type["other"].misses, 1);
     let json = serde_json::to_value(&stats).unwrap();
@@ -154,8 +255,13 @@ async fn stats_report_the_reference_fields_and_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_of_invalidated_entries_is_reclaimed_before_their_ttl() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
+    for backing in Backing::each() {
+        memory_reclaimed_on(&backing).await;
+    }
+}
+
+async fn memory_reclaimed_on(backing: &Backing) {
+    let cache = backing.cache().await;
     let entries = (0..2_000).map(|i| {
         (
             format!("e:{i}"),
@@ -183,7 +289,7 @@ async fn memory_of_invalidated_entries_is_reclaimed_before_their_ttl() {
     wait_until(
         "the sweeper reclaims the stale entries",
         Duration::from_secs(5),
-        async || server.cli(&["DBSIZE"]).parse::<u64>().unwrap() < 10,
+        async || backing.keys().len() < 10,
     )
     .await;
     assert_eq!(cache.get::<i32>("e:7").await, Some(7));
@@ -279,22 +385,35 @@ async fn an_invalidation_recorded_by_the_caller_is_not_journaled_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_invalidation_gets_time_in_proportion_not_the_breaker() {
+    for backing in Backing::each() {
+        large_invalidation_on(&backing).await;
+    }
+}
+
+async fn large_invalidation_on(backing: &Backing) {
     // An ingest batch over many guilds invalidates tens of thousands of tags
     // in one call. A healthy Redis needs longer than one op timeout for
     // that: it must not count as an outage (breaker open, caching stopped).
-    let server = RedisServer::start();
-    let cache = Cache::new(CacheConfig {
-        op_timeout: Duration::from_millis(30),
-        ..fast_config(&server)
-    })
-    .expect("cache");
+    // 30,000 tags take 0.3-0.7 s in a debug build here (0.2-0.5 s on the
+    // cluster, three masters at once), twice that beside other tests; their
+    // budget is one op timeout a thousand. On the cluster each master's part
+    // must also be acknowledged by its replica within half an op timeout.
+    let op_timeout = Duration::from_millis(if backing.is_cluster() { 150 } else { 60 });
+    let config = CacheConfig {
+        op_timeout,
+        ..backing.config()
+    };
+    let cache = backing.cache_with(config).await;
     let tags: Vec<String> = (0..30_000).map(|i| format!("guild:{i}")).collect();
     assert!(
         cache
             .set("kept", &1, SetOptions::default().tags(["guild:0"]))
             .await
     );
+    let started = std::time::Instant::now();
     cache.invalidate_by_tags(&tags).await;
+    let took = started.elapsed();
+    assert!(took > op_timeout, "{took:?}: the test must need more time");
     let stats = cache.stats().await;
     assert_eq!(stats.journaled, 0, "the invalidation reached Redis");
     assert_eq!(stats.circuit, "closed");

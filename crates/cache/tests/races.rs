@@ -1,6 +1,9 @@
 //! SPEC 1.2.10–13: the races and faults of a production Redis under
 //! continuous traffic, each forced at the exact step with a pause point
-//! (`Cache::hooks`), not hammered and hoped for.
+//! (`Cache::hooks`), not hammered and hoped for. The races run on a
+//! standalone Redis and on a Redis Cluster (tags on other masters than
+//! their entries); the faults (a server hung, killed, restarted from a
+//! snapshot) on a standalone Redis: a cluster's are failovers.
 
 mod common;
 
@@ -30,57 +33,72 @@ async fn remember(cache: &Cache, key: &str, tags: &[&str], value: u64) -> u64 {
 /// L1 step, after Redis took the invalidation, must drop it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_racing_its_own_instances_invalidation_leaves_nothing_stale_in_l1() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
-    let other = redis_cache(&server);
-    assert!(other.set("k", &1u64, tagged(&["guild:1"])).await);
+    for backing in Backing::each() {
+        let cache = backing.cache().await;
+        let other = backing.cache().await;
+        let tags = backing.tags_apart("k", "guild", 1);
+        let tag = [tags[0].as_str()];
+        assert!(other.set("k", &1u64, tagged(&tag)).await);
+        backing.assert_apart("k", &tag);
 
-    let paused = cache.hooks().arm(Step::InvalidateBeforeStore);
-    let invalidation = {
-        let cache = cache.clone();
-        tokio::spawn(async move { cache.invalidate_by_tag("guild:1").await })
-    };
-    paused.reached().await;
-    // L1 has been told, Redis not yet: this read gets the old value (the
-    // invalidation has not returned, so that is allowed) and fills L1.
-    assert_eq!(remember(&cache, "k", &["guild:1"], 2).await, 1);
-    paused.release();
-    invalidation.await.unwrap();
+        let paused = cache.hooks().arm(Step::InvalidateBeforeStore);
+        let invalidation = {
+            let (cache, tag) = (cache.clone(), tags[0].clone());
+            tokio::spawn(async move { cache.invalidate_by_tag(&tag).await })
+        };
+        paused.reached().await;
+        // L1 has been told, Redis not yet: this read gets the old value (the
+        // invalidation has not returned, so that is allowed) and fills L1.
+        assert_eq!(remember(&cache, "k", &tag, 2).await, 1);
+        paused.release();
+        invalidation.await.unwrap();
 
-    assert_eq!(cache.get::<u64>("k").await, None, "stale in L1");
-    assert_eq!(remember(&cache, "k", &["guild:1"], 3).await, 3);
+        assert_eq!(cache.get::<u64>("k").await, None, "stale in L1");
+        assert_eq!(remember(&cache, "k", &tag, 3).await, 3);
+    }
 }
 
 /// A Redis hit fills L1 under the entry's own tags, not the reader's: an
 /// invalidation of the tags the entry was written under must reach it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l1_holds_a_redis_hit_under_the_entrys_own_tags_only() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
-    let other = redis_cache(&server);
-    assert!(other.set("k", &1u64, tagged(&["guild:1"])).await);
-    // Read by a caller that names other tags.
-    assert_eq!(remember(&cache, "k", &["guild:2"], 2).await, 1);
-    cache.invalidate_by_tag("guild:1").await;
-    assert_eq!(remember(&cache, "k", &["guild:2"], 3).await, 3);
+    for backing in Backing::each() {
+        let cache = backing.cache().await;
+        let other = backing.cache().await;
+        let tags = backing.tags_apart("k", "guild", 2);
+        let (own, named) = ([tags[0].as_str()], [tags[1].as_str()]);
+        assert!(other.set("k", &1u64, tagged(&own)).await);
+        backing.assert_apart("k", &own);
+        // Read by a caller that names other tags.
+        assert_eq!(remember(&cache, "k", &named, 2).await, 1);
+        cache.invalidate_by_tag(own[0]).await;
+        assert_eq!(remember(&cache, "k", &named, 3).await, 3);
+    }
 }
 
 /// Property 13: a caller arriving after another instance's invalidation
 /// (its bus message applied here) does not join a load that began before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_load() {
-    let server = RedisServer::start();
-    let a = redis_cache(&server);
-    let b = redis_cache(&server);
+    for backing in Backing::each() {
+        older_load_on(&backing).await;
+    }
+}
+
+async fn older_load_on(backing: &Backing) {
+    let a = backing.cache().await;
+    let b = backing.cache().await;
+    let tags = backing.tags_apart("k", "guild", 1);
+    let tag = [tags[0].as_str()];
     tokio::time::sleep(Duration::from_millis(200)).await; // listeners subscribed
-    let probe = L1Probe::new(&b, "guild:1").await;
+    let probe = L1Probe::new(&b, tag[0]).await;
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
     let old_load = {
-        let b = b.clone();
+        let (b, tags) = (b.clone(), tags.clone());
         tokio::spawn(async move {
-            b.remember("k", TTL, &["guild:1"], || async move {
+            b.remember("k", TTL, &tags, || async move {
                 started_tx.send(()).unwrap();
                 release_rx.await.unwrap();
                 Ok::<_, ()>(1u64)
@@ -89,10 +107,10 @@ async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_lo
         })
     };
     started_rx.await.unwrap();
-    a.invalidate_by_tag("guild:1").await;
+    a.invalidate_by_tag(tag[0]).await;
     probe.wait_dropped().await;
 
-    let joined = tokio::time::timeout(Duration::from_secs(2), remember(&b, "k", &["guild:1"], 2))
+    let joined = tokio::time::timeout(Duration::from_secs(2), remember(&b, "k", &tag, 2))
         .await
         .expect("a new load, not a wait for the old one");
     assert_eq!(
@@ -101,7 +119,8 @@ async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_lo
     );
     release_tx.send(()).unwrap();
     assert_eq!(old_load.await.unwrap(), Ok(1));
-    assert_eq!(remember(&b, "k", &["guild:1"], 3).await, 2);
+    assert_eq!(remember(&b, "k", &tag, 3).await, 2);
+    backing.assert_apart("k", &tag);
 }
 
 /// Property 13: a leader that is cancelled gives its cross-instance lease
@@ -109,20 +128,26 @@ async fn a_caller_after_another_instances_invalidation_does_not_join_an_older_lo
 /// the lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_leader_releases_its_lease_and_wakes_the_other_instances() {
-    let server = RedisServer::start();
+    for backing in Backing::each() {
+        cancelled_leader_on(&backing).await;
+    }
+}
+
+async fn cancelled_leader_on(backing: &Backing) {
     let config = CacheConfig {
         lock_lease: Duration::from_secs(5),
-        ..fast_config(&server)
+        ..backing.config()
     };
-    let a = Cache::new(config.clone()).unwrap();
-    let b = Cache::new(config).unwrap();
+    let a = backing.cache_with(config.clone()).await;
+    let b = backing.cache_with(config).await;
+    let tags = backing.tags_apart("k", "guild", 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let leader = {
-        let a = a.clone();
+        let (a, tags) = (a.clone(), tags.clone());
         tokio::spawn(async move {
-            a.remember("k", TTL, &["guild:1"], || async move {
+            a.remember("k", TTL, &tags, || async move {
                 started_tx.send(()).unwrap();
                 std::future::pending::<()>().await;
                 Ok::<_, ()>(1u64)
@@ -132,10 +157,11 @@ async fn a_cancelled_leader_releases_its_lease_and_wakes_the_other_instances() {
     };
     started_rx.await.unwrap();
     let waiter = {
-        let b = b.clone();
+        let (b, tags) = (b.clone(), tags.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            (remember(&b, "k", &["guild:1"], 2).await, started.elapsed())
+            let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+            (remember(&b, "k", &tags, 2).await, started.elapsed())
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -146,6 +172,7 @@ async fn a_cancelled_leader_releases_its_lease_and_wakes_the_other_instances() {
         waited < Duration::from_secs(2),
         "the waiter waited {waited:?}: the lease (5 s) was not given back"
     );
+    backing.assert_apart("k", &tags);
 }
 
 /// Property 12: while Redis hangs, an invalidation journaled by one

@@ -1,12 +1,15 @@
-//! Reads through Redis without the L1 tier, with the tags' markers held in
-//! process (`store/redis/tracking.rs`): whatever changes a marker, the very
-//! next read knows it.
+//! Reads through Redis without the L1 tier: on a standalone Redis with the
+//! tags' markers held in process (`store/redis/tracking.rs`), on a cluster
+//! (no client tracking there) by the hinted `MGET` of the entry and its
+//! markers, split per slot (`store/redis/hints.rs`). Either way, whatever
+//! changes a marker, the very next read knows it. The tags are on other
+//! masters than the entry, so that a read crosses masters.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, fast_config, redis_cache};
+use common::{Backing, RedisServer, fast_config};
 use spywatcher_cache::{Cache, CacheConfig, SetOptions};
 
 fn tracked_cache(server: &RedisServer) -> Cache {
@@ -15,6 +18,15 @@ fn tracked_cache(server: &RedisServer) -> Cache {
         ..fast_config(server)
     })
     .expect("cache")
+}
+
+/// Without L1: every read goes to Redis (tracked on a standalone server).
+async fn l2_cache(backing: &Backing) -> Cache {
+    let config = CacheConfig {
+        l1_max_bytes: 0,
+        ..backing.config()
+    };
+    backing.cache_with(config).await
 }
 
 fn tagged(tags: &[&str]) -> SetOptions {
@@ -36,36 +48,42 @@ fn tracking_clients(server: &RedisServer) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_by_another_client_is_seen_by_the_very_next_read() {
-    let server = RedisServer::start();
-    let reader = tracked_cache(&server);
-    let writer = tracked_cache(&server);
-    for round in 0..100 {
-        let tag = format!("t{}", round % 3);
-        assert!(reader.set("k", &round, tagged(&[&tag, "other"])).await);
-        assert_eq!(reader.get::<i32>("k").await, Some(round), "round {round}");
-        // Twice: the second read is answered by the markers held here.
-        assert_eq!(reader.get::<i32>("k").await, Some(round), "round {round}");
-        if round == 0 {
-            assert!(
-                tracking_clients(&server) >= 1,
-                "reads went through a tracked connection"
-            );
+    for backing in Backing::each() {
+        let reader = l2_cache(&backing).await;
+        let writer = l2_cache(&backing).await;
+        let tags = backing.tags_apart("k", "t", 4);
+        let other = tags[3].as_str();
+        for round in 0..100 {
+            let tag = tags[round % 3].as_str();
+            assert!(reader.set("k", &round, tagged(&[tag, other])).await);
+            assert_eq!(reader.get::<usize>("k").await, Some(round), "round {round}");
+            // Twice: the second read is answered by the markers held here
+            // (standalone), or read with the entry in one MGET (cluster).
+            assert_eq!(reader.get::<usize>("k").await, Some(round), "round {round}");
+            if round < 3 {
+                backing.assert_apart("k", &[tag, other]);
+            }
+            if let (0, Backing::Standalone(server)) = (round, &backing) {
+                assert!(
+                    tracking_clients(server) >= 1,
+                    "reads went through a tracked connection"
+                );
+            }
+            match round % 3 {
+                0 => {
+                    writer.invalidate_by_tag(tag).await;
+                }
+                1 => {
+                    backing.cli(&["DEL", &backing.marker_key(tag)]);
+                }
+                _ => backing.lose_everything(),
+            }
+            assert_eq!(reader.get::<usize>("k").await, None, "round {round}");
         }
-        match round % 3 {
-            0 => {
-                writer.invalidate_by_tag(&tag).await;
-            }
-            1 => {
-                server.cli(&["DEL", &format!("spywatcher:~t:{{{tag}}}")]);
-            }
-            _ => {
-                server.cli(&["FLUSHALL"]);
-            }
-        }
-        assert_eq!(reader.get::<i32>("k").await, None, "round {round}");
     }
 }
 
+/// Standalone only: about client tracking, which a cluster does not do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_held_are_forgotten_when_the_connection_is_lost() {
     let server = RedisServer::start();
@@ -95,11 +113,25 @@ async fn markers_held_are_forgotten_when_the_connection_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
-    let server = RedisServer::start();
-    let reader = tracked_cache(&server);
-    let writer = tracked_cache(&server);
+    for backing in Backing::each() {
+        concurrent_reads_on(&backing).await;
+    }
+}
+
+async fn concurrent_reads_on(backing: &Backing) {
+    let reader = l2_cache(backing).await;
+    let writer = l2_cache(backing).await;
+    let tags = backing.tags_apart("k", "t", 2);
+    let (t, u) = (tags[0].as_str(), tags[1].as_str());
     for round in 0..30_i32 {
-        assert!(writer.set("k", &round, tagged(&["t", "u"])).await);
+        assert!(
+            writer.set("k", &round, tagged(&[t, u])).await,
+            "round {round}: {:?}",
+            writer.stats().await
+        );
+        if round == 0 {
+            backing.assert_apart("k", &tags);
+        }
         let readers: Vec<_> = (0..8)
             .map(|_| {
                 let reader = reader.clone();
@@ -118,7 +150,7 @@ async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
             .collect();
         tokio::time::sleep(Duration::from_millis(2)).await;
         writer
-            .invalidate_by_tag(if round % 2 == 0 { "t" } else { "u" })
+            .invalidate_by_tag(if round % 2 == 0 { t } else { u })
             .await;
         // Once the invalidation returned, no read may see the value.
         for _ in 0..20 {
@@ -135,19 +167,33 @@ async fn concurrent_reads_never_see_a_value_after_its_invalidation_returned() {
 /// no read sees the value (SPEC 1.2.13; `races.rs` forces the interleaving).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_through_l1_never_see_a_value_after_their_own_instance_invalidated_it() {
-    let server = RedisServer::start();
-    let cache = redis_cache(&server);
-    let writer = redis_cache(&server);
+    for backing in Backing::each() {
+        reads_through_l1_on(&backing).await;
+    }
+}
+
+async fn reads_through_l1_on(backing: &Backing) {
+    let cache = backing.cache().await;
+    let writer = backing.cache().await;
+    let tags = backing.tags_apart("k", "t", 2);
+    let (t, u) = (tags[0].as_str(), tags[1].as_str());
     for round in 0..30_i32 {
-        assert!(writer.set("k", &round, tagged(&["t", "u"])).await);
+        assert!(
+            writer.set("k", &round, tagged(&[t, u])).await,
+            "round {round}: {:?}",
+            writer.stats().await
+        );
+        if round == 0 {
+            backing.assert_apart("k", &tags);
+        }
         let readers: Vec<_> = (0..8)
             .map(|_| {
-                let cache = cache.clone();
+                let (cache, tags) = (cache.clone(), tags.clone());
                 tokio::spawn(async move {
                     let mut seen = 0;
                     loop {
                         let value = cache
-                            .remember("k", Duration::from_secs(60), &["t", "u"], || async {
+                            .remember("k", Duration::from_secs(60), &tags, || async {
                                 Ok::<_, ()>(-1)
                             })
                             .await
@@ -164,7 +210,7 @@ async fn reads_through_l1_never_see_a_value_after_their_own_instance_invalidated
             .collect();
         tokio::time::sleep(Duration::from_millis(2)).await;
         cache
-            .invalidate_by_tag(if round % 2 == 0 { "t" } else { "u" })
+            .invalidate_by_tag(if round % 2 == 0 { t } else { u })
             .await;
         for _ in 0..20 {
             assert_ne!(cache.get::<i32>("k").await, Some(round), "round {round}");
@@ -186,6 +232,8 @@ fn command_calls(server: &RedisServer, command: &str) -> u64 {
         .map_or(0, |n| n.parse().expect("a count"))
 }
 
+/// Standalone only: without client tracking (a cluster) such a read costs
+/// one round trip (an `EXISTS` of the markers, `hints.rs`), by design.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_under_a_tag_this_process_invalidated_are_misses_without_a_round_trip() {
     let server = RedisServer::start();

@@ -1,6 +1,9 @@
-//! What every cache test needs: a cache on a private redis-server, or an
-//! embedded one, with short timeouts so outages take milliseconds.
+//! What every cache test needs: a cache on a private redis-server, on a
+//! real Redis Cluster (`backing.rs`), or an embedded one, with short
+//! timeouts so outages take milliseconds.
 #![allow(dead_code)]
+
+mod backing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +11,8 @@ use std::time::Duration;
 use spywatcher_cache::{Cache, CacheConfig, Journal, MemoryJournal};
 pub use spywatcher_testkit::cluster::RedisCluster;
 pub use spywatcher_testkit::redis::RedisServer;
+
+pub use self::backing::Backing;
 
 pub fn fast_config(server: &RedisServer) -> CacheConfig {
     CacheConfig {
@@ -48,7 +53,8 @@ pub fn embedded_cache() -> Cache {
 /// process, or with the markers read in Redis on every read).
 pub enum Setup {
     Redis(RedisServer, Cache, &'static str),
-    Cluster(RedisCluster, Cache, &'static str),
+    /// On the test binary's shared cluster, under a prefix of its own.
+    Cluster(Backing, Cache, &'static str),
     Embedded(Cache),
 }
 
@@ -74,8 +80,8 @@ impl Setup {
             }),
             Setup::Embedded(embedded_cache()),
             {
-                let cluster = RedisCluster::start();
-                let cache = Cache::new(cluster_config(&cluster)).expect("cache on a cluster");
+                let cluster = Backing::cluster();
+                let cache = Cache::new(cluster.config()).expect("cache on a cluster");
                 Setup::Cluster(cluster, cache, "redis cluster")
             },
         ]
@@ -93,6 +99,23 @@ impl Setup {
         match self {
             Setup::Redis(_, _, name) | Setup::Cluster(_, _, name) => name,
             Setup::Embedded(_) => "embedded",
+        }
+    }
+
+    /// `n` tags for entry `key`: on the cluster, each on another master
+    /// than the entry ([`Backing::tags_apart`]); `<base>:1`... elsewhere.
+    pub fn tags_apart(&self, key: &str, base: &str, n: usize) -> Vec<String> {
+        match self {
+            Setup::Cluster(backing, _, _) => backing.tags_apart(key, base, n),
+            _ => (1..=n).map(|i| format!("{base}:{i}")).collect(),
+        }
+    }
+
+    /// On the cluster, asserts the entry and its tags' markers are stored
+    /// on different masters ([`Backing::assert_apart`]).
+    pub fn assert_apart(&self, key: &str, tags: &[impl AsRef<str>]) {
+        if let Setup::Cluster(backing, _, _) = self {
+            backing.assert_apart(key, tags);
         }
     }
 }
