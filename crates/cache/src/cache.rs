@@ -466,7 +466,7 @@ impl Cache {
                     "closed"
                 };
                 // Counting keys SCANs the keyspace: give it more than one call's budget.
-                let budget = inner.config.op_timeout * 8;
+                let budget = inner.config.op_timeout * crate::invalidation::SCAN_BUDGET;
                 let figures = match inner.redis_call(budget, store.info()).await {
                     Ok(info) => ServerFigures {
                         memory_used: info.used_memory_human,

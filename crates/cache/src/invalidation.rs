@@ -33,7 +33,9 @@ use crate::store::Store;
 use crate::testing::Step;
 
 /// Tags per replayed invalidation: bounds one pipeline.
-const REPLAY_CHUNK: usize = 1_000;
+pub(crate) const REPLAY_CHUNK: usize = 1_000;
+/// Op timeouts given to a walk of the whole keyspace (SCAN).
+pub(crate) const SCAN_BUDGET: u32 = 8;
 
 impl Inner {
     /// Applies an invalidation; if Redis cannot take it now, journals it
@@ -100,11 +102,17 @@ impl Inner {
     /// invalidates 40,000 tags in one pipeline, which a healthy Redis takes
     /// a few hundred milliseconds to run: under one op timeout it would
     /// count as an outage, open the breaker and stop caching for everyone.
+    ///
+    /// A pattern (and a flush) SCANs the whole keyspace under the prefix, on
+    /// every master of a cluster, and deletes what matches: it gets the
+    /// budget that counting keys for the stats gets.
     fn budget(&self, op: &PendingInvalidation) -> Duration {
         let items = match op {
             PendingInvalidation::Tags { tags } => tags.len(),
             PendingInvalidation::Keys { keys } => keys.len(),
-            PendingInvalidation::Pattern { .. } | PendingInvalidation::FlushAll => 1,
+            PendingInvalidation::Pattern { .. } | PendingInvalidation::FlushAll => {
+                return self.op_timeout() * SCAN_BUDGET;
+            }
         };
         let chunks = u32::try_from(items.div_ceil(REPLAY_CHUNK).max(1)).unwrap_or(u32::MAX);
         self.op_timeout().saturating_mul(chunks)

@@ -161,7 +161,9 @@ async fn purge(inner: &Inner) {
 /// Makes sure the server the store talks to now holds every journaled
 /// invalidation, then lets reads through to it. False if it could not.
 async fn verified(inner: &Inner, store: &RedisStore) -> bool {
-    let budget = inner.config.op_timeout;
+    // Identifying the server may mean connecting first (on a cluster, to
+    // every master, then asking each): a connection's set-up and two calls.
+    let budget = inner.config.connect_timeout + inner.config.op_timeout * 2;
     let run_id = match tokio::time::timeout(budget, store.server()).await {
         Ok(Ok(run_id)) => run_id,
         _ => return false,

@@ -50,6 +50,7 @@ use super::keys::KeyLayout;
 use super::{RedisStore, ServerInfo, evalsha, ttl_ms};
 use crate::codec::{self, Envelope, new_version};
 use crate::error::{CodecError, ConfigError, StoreError};
+use crate::invalidation::REPLAY_CHUNK;
 use crate::store::{Lookup, Versions};
 
 /// Entries written at once by `set_many`, each a few concurrent steps.
@@ -164,7 +165,9 @@ impl Cluster {
 
     /// Runs `pipe` on `master`'s own connection, then `WAIT`s for one of its
     /// replicas to hold what it wrote. A reply of `WAIT` below what the
-    /// shard can give is a failed call: the caller journals the work.
+    /// shard can give is a failed call: the caller journals the work. The
+    /// replica gets one `ack_timeout` per [`REPLAY_CHUNK`] commands, as the
+    /// call gets one op timeout.
     async fn acknowledged(
         &self,
         master: &Master,
@@ -173,8 +176,30 @@ impl Cluster {
     ) -> Result<Vec<Value>, StoreError> {
         let wanted = master.replicas.min(1);
         if wanted > 0 {
-            pipe.cmd("WAIT").arg(wanted).arg(ttl_ms(self.ack_timeout));
+            let chunks = u32::try_from(pipe.len().div_ceil(REPLAY_CHUNK).max(1)).unwrap_or(1);
+            pipe.cmd("WAIT")
+                .arg(wanted)
+                .arg(ttl_ms(self.ack_timeout * chunks));
         }
+        let mut values = self.on_master(master, pipe, scripts).await?;
+        if wanted > 0 {
+            let acked: i64 = redis::from_redis_value(values.pop().unwrap_or(Value::Nil))?;
+            if acked < wanted as i64 {
+                return Err(StoreError::Unacknowledged(master.addr.clone()));
+            }
+        }
+        Ok(values)
+    }
+
+    /// Runs `pipe` on `master`'s own connection, `scripts` loaded there
+    /// first: every script the store may send a master, whichever the
+    /// pipeline uses (one flag says they are loaded).
+    async fn on_master(
+        &self,
+        master: &Master,
+        pipe: &redis::Pipeline,
+        scripts: &[&redis::Script],
+    ) -> Result<Vec<Value>, StoreError> {
         let mut conn: MultiplexedConnection = master.conn.clone();
         if !master.scripts_loaded.load(Ordering::Acquire) {
             // Before the first pipeline on this connection: a NOSCRIPT in it
@@ -193,21 +218,11 @@ impl Cluster {
             }
             reply = pipe.query_async(&mut conn).await;
         }
-        let mut values = match reply {
-            Ok(values) => values,
-            Err(e) => {
-                // MOVED, ASK, a broken connection: the map is out of date.
-                self.topology.forget();
-                return Err(e.into());
-            }
-        };
-        if wanted > 0 {
-            let acked: i64 = redis::from_redis_value(values.pop().unwrap_or(Value::Nil))?;
-            if acked < wanted as i64 {
-                return Err(StoreError::Unacknowledged(master.addr.clone()));
-            }
-        }
-        Ok(values)
+        reply.map_err(|e| {
+            // MOVED, ASK, a broken connection: the map is out of date.
+            self.topology.forget();
+            e.into()
+        })
     }
 }
 
@@ -235,6 +250,11 @@ fn by_master(
 }
 
 impl RedisStore {
+    /// The scripts sent to a master on its own connection.
+    fn master_scripts(&self) -> [&redis::Script; 2] {
+        [&self.scripts.tag_invalidate, &self.scripts.tag_set]
+    }
+
     /// `lookup` on a cluster: the entry if current (the hinted read), else
     /// each tag's version, created if missing: one single-slot script per
     /// tag, all at once. Taking the versions before the loader runs is what
@@ -369,7 +389,7 @@ impl RedisStore {
                     handed.push((*i, grave));
                 }
                 let values = cluster
-                    .acknowledged(&master, &mut pipe, &[&self.scripts.tag_invalidate])
+                    .acknowledged(&master, &mut pipe, &self.master_scripts())
                     .await?;
                 Ok::<_, StoreError>((handed, values))
             }
@@ -426,7 +446,9 @@ impl RedisStore {
                 for (_, key) in &keys {
                     pipe.cmd("UNLINK").arg(key);
                 }
-                let values = cluster.acknowledged(&master, &mut pipe, &[]).await?;
+                let values = cluster
+                    .acknowledged(&master, &mut pipe, &self.master_scripts())
+                    .await?;
                 values
                     .into_iter()
                     .map(|v| Ok(redis::from_redis_value::<u64>(v)?))
