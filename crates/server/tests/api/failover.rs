@@ -48,8 +48,10 @@ use crate::invalidation::event;
 const PROPAGATION: Duration = Duration::from_millis(50);
 /// Caching must be back on both instances within this of the fault.
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
-/// Guilds the event stream writes to, in turn.
-const GUILDS: usize = 10;
+/// Guilds the event stream writes to, in turn: an event every 2 s in each,
+/// so that an ingestion slowed by the fault (up to 2 s) does not slow the
+/// stream.
+const GUILDS: usize = 20;
 /// Between two events of the stream: 10 a second.
 const EVENT_EVERY: Duration = Duration::from_millis(100);
 /// The one user acting in every guild of the test.
@@ -320,6 +322,7 @@ struct Load {
     skipped: Arc<Mutex<Vec<(Duration, Duration)>>>,
     /// Fresh `since` values for the probes of [`Load::caching_resumed`].
     fresh: AtomicI64,
+    started: Instant,
 }
 
 impl Load {
@@ -408,6 +411,7 @@ impl Load {
             tasks,
             skipped,
             fresh: AtomicI64::new(1_500_000_000_000),
+            started: Instant::now(),
         }
     }
 
@@ -498,7 +502,7 @@ impl Load {
         );
         let late = truth.late.lock().unwrap().clone();
         let skipped = self.skipped.lock().unwrap().clone();
-        let seconds = at.elapsed().as_secs_f64() + STEADY.as_secs_f64();
+        let seconds = self.started.elapsed().as_secs_f64();
         println!(
             "{fault}: failover {failover:.2?}; caching back on every shard {:.2?} (A) and \
              {:.2?} (B) after the fault; Redis skipped {:.2?} on A (longest {:.2?}), \
