@@ -192,23 +192,26 @@ impl L1 {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells the other instances, or keeps the message for a retry.
+    /// Tells the other instances, or keeps the message for a retry; false
+    /// in that case.
     pub async fn announce(
         &self,
         pubsub: &PubSub,
         op: PendingInvalidation,
         journal_id: Option<i64>,
         pending: bool,
-    ) {
+    ) -> bool {
         let message = BusMessage {
             sender: self.id,
             op,
             journal_id,
             pending,
         };
-        if !pubsub.publish(CHANNEL, &message).await {
+        let sent = pubsub.publish(CHANNEL, &message).await;
+        if !sent {
             self.keep_unsent(message.op, journal_id);
         }
+        sent
     }
 
     fn keep_unsent(&self, op: PendingInvalidation, journal_id: Option<i64>) {
@@ -231,8 +234,18 @@ impl L1 {
     pub async fn retry_announcements(&self, pubsub: &PubSub) {
         let unsent = std::mem::take(&mut *self.lock_unsent());
         // Retried while Redis is in use again: the journal has been applied.
-        for (op, journal_id) in unsent.ops {
-            self.announce(pubsub, op, journal_id, false).await;
+        let mut ops = unsent.ops.into_iter();
+        for (op, journal_id) in ops.by_ref() {
+            if !self.announce(pubsub, op, journal_id, false).await {
+                // The bus is still down: the rest wait for the next pass
+                // rather than each waiting out its publish timeout here, on
+                // the maintenance task, which also feeds L1 from the journal
+                // at its interval (the bound on staleness without the bus).
+                break;
+            }
+        }
+        for (op, journal_id) in ops {
+            self.keep_unsent(op, journal_id);
         }
     }
 

@@ -1,6 +1,6 @@
 //! One way to start what an API test needs: the real application on a free
-//! port, a fresh database (SQLite file or PostgreSQL database), and a private
-//! redis-server when the test wants Redis.
+//! port, a fresh database (SQLite file or PostgreSQL database), and, when the
+//! test wants Redis, a private redis-server or a private 3+3 Redis Cluster.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use spywatcher::config::{CacheBackend, Settings};
 use spywatcher::startup::Application;
 use spywatcher_analytics::{EventKind, EventStore, GeneratorConfig, GuildId, generate_into};
+pub use spywatcher_testkit::cluster::RedisCluster;
 use spywatcher_testkit::postgres::TestDatabase;
 pub use spywatcher_testkit::redis::RedisServer;
 use tokio::sync::oneshot;
@@ -30,14 +31,41 @@ enum Database {
     Postgres(TestDatabase),
 }
 
-/// A database and (optionally) a Redis, shared by the instances a test starts.
+/// Where the instances of a test keep their cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In process: no Redis.
+    Embedded,
+    /// A private redis-server.
+    Redis,
+    /// A private Redis Cluster of 3 masters and 3 replicas.
+    Cluster,
+}
+
+/// The Redis set-ups a test of a Redis feature runs on.
+pub const REDIS_BACKENDS: [Backend; 2] = [Backend::Redis, Backend::Cluster];
+
+/// A database and (optionally) a Redis or a Redis Cluster, shared by the
+/// instances a test starts.
 pub struct TestEnv {
     database: Database,
     pub redis: Option<RedisServer>,
+    pub cluster: Option<RedisCluster>,
 }
 
 impl TestEnv {
+    /// A database, and a private redis-server if `with_redis`.
     pub async fn new(db: Db, with_redis: bool) -> TestEnv {
+        let backend = if with_redis {
+            Backend::Redis
+        } else {
+            Backend::Embedded
+        };
+        TestEnv::on(db, backend).await
+    }
+
+    /// A database, and the cache `backend` wants.
+    pub async fn on(db: Db, backend: Backend) -> TestEnv {
         let database = match db {
             Db::Sqlite => Database::Sqlite(tempfile::tempdir().expect("temp dir")),
             Db::Postgres => {
@@ -46,7 +74,8 @@ impl TestEnv {
         };
         TestEnv {
             database,
-            redis: with_redis.then(RedisServer::start),
+            redis: (backend == Backend::Redis).then(RedisServer::start),
+            cluster: (backend == Backend::Cluster).then(RedisCluster::start),
         }
     }
 
@@ -61,14 +90,22 @@ impl TestEnv {
 
     /// Settings for an instance: fast timeouts so outages take milliseconds.
     pub fn settings(&self) -> Settings {
-        let mut settings = Settings::from_lookup(|_| None).expect("default settings");
+        // The cluster's nodes as an operator gives them, through the
+        // variable's own parsing.
+        let nodes = self.cluster.as_ref().map(RedisCluster::nodes_env);
+        let mut settings =
+            Settings::from_lookup(|var| nodes.clone().filter(|_| var == "REDIS_CLUSTER_NODES"))
+                .expect("default settings");
+        assert_eq!(
+            matches!(settings.cache, CacheBackend::RedisCluster { .. }),
+            self.cluster.is_some()
+        );
         settings.host = [127, 0, 0, 1].into();
         settings.port = 0;
         settings.database_url = self.database_url();
-        settings.cache = match &self.redis {
-            Some(redis) => CacheBackend::Redis { url: redis.url() },
-            None => CacheBackend::Embedded,
-        };
+        if let Some(redis) = &self.redis {
+            settings.cache = CacheBackend::Redis { url: redis.url() };
+        }
         settings.admin_token = Some(ADMIN.into());
         settings.ingest_token = Some(INGEST.into());
         settings.api_token = Some(API.into());
@@ -89,6 +126,7 @@ impl TestEnv {
             .expect("application builds");
         let port = app.port();
         let store = app.state().service.store.clone();
+        let cache = app.state().service.cache.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -97,6 +135,7 @@ impl TestEnv {
             address: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
             store,
+            cache,
             stop: Some(stop),
             server: Some(server),
         }
@@ -109,6 +148,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The instance's own database handle, for uncached computations.
     pub store: EventStore,
+    /// The instance's cache, to watch its state (`is_degraded`).
+    pub cache: spywatcher_cache::Cache,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }

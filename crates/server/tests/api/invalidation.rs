@@ -1,7 +1,10 @@
 //! SPEC 2.4: after any event, every analytics of its guild equals a fresh
-//! computation, and the entries of other guilds survive.
+//! computation, and the entries of other guilds survive; on a redis-server
+//! and on a Redis Cluster (issue 10), whose masters each hold some of a
+//! guild's entries and of their tags' markers.
 
 use serde_json::Value;
+use spywatcher::service::keys::{entry_key, entry_tags};
 use spywatcher_analytics::{AnalyticsKind, EventKind, GuildId};
 
 pub use crate::helpers::event;
@@ -30,40 +33,86 @@ pub async fn assert_all_fresh(app: &TestApp, guild: &GuildId, context: &str) {
     assert!(stale.is_empty(), "{context}: served stale {stale:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes() {
-    let env = TestEnv::new(Db::Sqlite, true).await;
-    let app = env.spawn().await;
-    let guilds = seed(&app.store).await;
-    let (first, second) = (&guilds[0], &guilds[1]);
+/// On a cluster: the masters holding `guild`'s entries and their tags'
+/// markers, checked to be all three, with some entry apart from some of its
+/// markers, so the test crosses slots and nodes.
+fn assert_spread_over_the_masters(env: &TestEnv, guild: &GuildId) {
+    let Some(cluster) = &env.cluster else { return };
+    let mut masters = std::collections::BTreeSet::new();
+    let mut apart = 0;
+    for &kind in AnalyticsKind::ALL {
+        let entry = cluster.master_of(&format!("spywatcher:{}", entry_key(kind, guild, None)));
+        for tag in entry_tags(kind, guild) {
+            let marker = cluster.master_of(&format!("spywatcher:~t:{{{tag}}}"));
+            apart += usize::from(marker != entry);
+            masters.insert(marker);
+        }
+        masters.insert(entry);
+    }
+    assert_eq!(masters.len(), 3, "guild {guild:?} uses masters {masters:?}");
+    assert!(
+        apart > 0,
+        "every marker of guild {guild:?} is beside its entry"
+    );
+}
+
+/// Once through the instance's L1 tier, once with L1 off so that every read
+/// goes to Redis (on a cluster: entries and markers on several masters).
+async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes(
+    backend: Backend,
+) {
+    let env = TestEnv::on(Db::Sqlite, backend).await;
+    let default_l1 = env.settings().l1_memory_bytes;
+    assert!(default_l1 > 0, "L1 is on by default");
+    let mut guilds = Vec::new();
+    for l1_bytes in [default_l1, 0] {
+        let mut settings = env.settings();
+        settings.l1_memory_bytes = l1_bytes;
+        let app = env.spawn_with(settings).await;
+        if guilds.is_empty() {
+            guilds = seed(&app.store).await;
+            assert_spread_over_the_masters(&env, &guilds[0]);
+        }
+        let context = format!("{backend:?}, L1 of {l1_bytes} bytes");
+        each_event_invalidates_its_guild(&app, &guilds[0], &guilds[1], &context).await;
+    }
+}
+
+async fn each_event_invalidates_its_guild(
+    app: &TestApp,
+    first: &GuildId,
+    second: &GuildId,
+    context: &str,
+) {
     // A lurker: an event by them changes lurkers, and ghosts/heatmap/shifts
-    // for typing, clients for presence...
-    let user = a_lurker(&app, first).await;
+    // for typing, clients for presence... (a new one each time: after a
+    // message, a lurker is one no more).
+    let user = a_lurker(app, first).await;
 
     for &kind in EventKind::ALL {
         for guild in [first, second] {
-            warm(&app, guild).await;
+            warm(app, guild).await;
         }
-        let before: Vec<Value> = futures_all(&app, first).await;
+        let before: Vec<Value> = futures_all(app, first).await;
 
         let response = app
             .post_events(kind.as_str(), event(kind, first, &user))
             .await;
-        assert_eq!(response.status().as_u16(), 201, "{kind}");
+        assert_eq!(response.status().as_u16(), 201, "{context}: {kind}");
 
-        let hits_before = cache_counter(&app, "hits").await;
+        let hits_before = cache_counter(app, "hits").await;
         for &analytics in AnalyticsKind::ALL {
             let response = app.analytics(analytics.as_str(), second).await;
             assert_eq!(
                 header(&response, "x-cache"),
                 "hit",
-                "{kind} emptied {analytics} of another guild"
+                "{context}: {kind} emptied {analytics} of another guild"
             );
         }
         assert_eq!(
-            cache_counter(&app, "hits").await - hits_before,
+            cache_counter(app, "hits").await - hits_before,
             6,
-            "{kind}: stats count the other guild's hits"
+            "{context}: {kind}: stats count the other guild's hits"
         );
 
         let mut changed = 0;
@@ -74,7 +123,7 @@ async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_chang
             assert_eq!(
                 header(&response, "x-cache"),
                 expected_cache,
-                "{kind} -> {analytics}"
+                "{context}: {kind} -> {analytics}"
             );
             let served = json(response).await;
             let fresh = app
@@ -83,16 +132,27 @@ async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_chang
                 .await
                 .unwrap()
                 .to_json();
-            assert_eq!(served, fresh, "{kind} left {analytics} stale");
+            assert_eq!(served, fresh, "{context}: {kind} left {analytics} stale");
             changed += usize::from(served != before[i]);
         }
         // The test only proves something if the event changed what it invalidates.
         assert_eq!(
             changed > 0,
             !kind.invalidates().is_empty(),
-            "{kind}: {changed} analytics changed"
+            "{context}: {kind}: {changed} analytics changed"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes_on_redis() {
+    each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes_on_a_cluster() {
+    each_event_invalidates_exactly_the_analytics_of_its_guild_that_it_changes(Backend::Cluster)
+        .await;
 }
 
 async fn futures_all(app: &TestApp, guild: &GuildId) -> Vec<Value> {
@@ -103,16 +163,21 @@ async fn futures_all(app: &TestApp, guild: &GuildId) -> Vec<Value> {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingestion_publishes_the_invalidation() {
-    let env = TestEnv::new(Db::Sqlite, true).await;
+async fn ingestion_publishes_the_invalidation(backend: Backend) {
+    let env = TestEnv::on(Db::Sqlite, backend).await;
     let app = env.spawn().await;
-    let redis = env.redis.as_ref().unwrap();
+    // On a cluster, a subscriber on the last node: the message crosses the
+    // cluster bus from whichever node the service published on.
+    let port = match (&env.redis, &env.cluster) {
+        (Some(redis), _) => redis.port(),
+        (_, Some(cluster)) => cluster.node(cluster.nodes().len() - 1).port(),
+        _ => unreachable!("a Redis set-up"),
+    };
     // Subscribe with redis-cli and collect what it prints.
     let mut subscriber = std::process::Command::new("redis-cli")
         .args([
             "-p",
-            &redis.port().to_string(),
+            &port.to_string(),
             "SUBSCRIBE",
             "spywatcher:pubsub:cache:invalidated:42",
         ])
@@ -134,8 +199,18 @@ async fn ingestion_publishes_the_invalidation() {
                 .ok()
                 .filter(|v: &Value| v.is_object())
         })
-        .unwrap_or_else(|| panic!("no message published: {text}"));
+        .unwrap_or_else(|| panic!("{backend:?}: no message published: {text}"));
     assert_eq!(message["event"], "message");
     assert_eq!(message["guildId"], "42");
     assert!(message["timestamp"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestion_publishes_the_invalidation_on_redis() {
+    ingestion_publishes_the_invalidation(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestion_publishes_the_invalidation_on_a_cluster() {
+    ingestion_publishes_the_invalidation(Backend::Cluster).await;
 }

@@ -1,5 +1,5 @@
 //! API tests: the real application over real HTTP, on SQLite and PostgreSQL,
-//! with a private redis-server.
+//! with a private redis-server or a private Redis Cluster.
 
 mod helpers;
 
@@ -9,6 +9,7 @@ mod auth;
 mod cache_bound;
 mod edges;
 mod events;
+mod failover;
 mod faults;
 mod health;
 mod input;

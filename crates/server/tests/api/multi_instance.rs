@@ -1,5 +1,7 @@
 //! Several instances on one Redis (issue 5): L1 coherence, a Redis restart,
-//! and one database query for a burst of cold requests on both instances.
+//! and one database query for a burst of cold requests on both instances;
+//! L1 coherence and the burst on a Redis Cluster too (issue 10; a master
+//! lost under two instances is `failover.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -8,9 +10,8 @@ use spywatcher_analytics::{AnalyticsKind, EventKind};
 use crate::helpers::*;
 use crate::invalidation::{assert_all_fresh, event, stale_analytics};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
-    let env = TestEnv::new(Db::Sqlite, true).await;
+async fn an_event_on_one_instance_reaches_the_other_instances_l1(backend: Backend) {
+    let env = TestEnv::on(Db::Sqlite, backend).await;
     let a = env.spawn().await;
     let b = env.spawn().await;
     let guilds = seed(&a.store).await;
@@ -25,7 +26,7 @@ async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
         let response = a
             .post_events(kind.as_str(), event(kind, guild, &user))
             .await;
-        assert_eq!(response.status().as_u16(), 201, "{kind}");
+        assert_eq!(response.status().as_u16(), 201, "{backend:?} {kind}");
         // Once the message has arrived, B serves nothing stale from its L1.
         let deadline = Instant::now() + Duration::from_secs(1);
         loop {
@@ -35,14 +36,26 @@ async fn an_event_on_one_instance_reaches_the_other_instances_l1() {
             }
             assert!(
                 Instant::now() < deadline,
-                "{kind}: B still serves stale {stale:?}"
+                "{backend:?} {kind}: B still serves stale {stale:?}"
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_all_fresh(&b, guild, &format!("B after {kind}")).await;
+        assert_all_fresh(&b, guild, &format!("{backend:?}: B after {kind}")).await;
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_on_one_instance_reaches_the_other_instances_l1_on_redis() {
+    an_event_on_one_instance_reaches_the_other_instances_l1(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_on_one_instance_reaches_the_other_instances_l1_on_a_cluster() {
+    an_event_on_one_instance_reaches_the_other_instances_l1(Backend::Cluster).await;
+}
+
+/// Standalone only: a cluster's counterpart, a master lost and its replica
+/// promoted, is `failover.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_leaves_no_stale_value_on_either_instance() {
     let mut env = TestEnv::new(Db::Sqlite, true).await;
@@ -79,9 +92,8 @@ async fn a_redis_restart_leaves_no_stale_value_on_either_instance() {
     assert_all_fresh(&b, guild, "B").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query() {
-    let env = TestEnv::new(Db::Sqlite, true).await;
+async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query(backend: Backend) {
+    let env = TestEnv::on(Db::Sqlite, backend).await;
     // Not an outage test: a debug build under a burst of 1,000 requests on
     // two cores can take longer than the outage tests' 100 ms budget.
     let mut settings = env.settings();
@@ -127,12 +139,22 @@ async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query() {
         cache_counter(&a, "loaderRuns").await + cache_counter(&b, "loaderRuns").await - runs_before;
     let p99 = waits[waits.len() * 99 / 100];
     println!(
-        "1000 cold requests over 2 instances: {runs} database query, query alone {query_time:?}, callers' p50 {:?} p99 {p99:?}",
+        "{backend:?}: 1000 cold requests over 2 instances: {runs} database query, query alone {query_time:?}, callers' p50 {:?} p99 {p99:?}",
         waits[waits.len() / 2]
     );
     let errors = cache_stats(&a).await["stats"]["errors"].clone();
     assert_eq!(
         runs, 1,
-        "the database query ran {runs} times (cache errors on A: {errors})"
+        "{backend:?}: the database query ran {runs} times (cache errors on A: {errors})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query_on_redis() {
+    five_hundred_cold_requests_on_each_of_two_instances_run_one_query(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_cold_requests_on_each_of_two_instances_run_one_query_on_a_cluster() {
+    five_hundred_cold_requests_on_each_of_two_instances_run_one_query(Backend::Cluster).await;
 }
