@@ -89,3 +89,37 @@ async fn every_master_is_reported_and_one_that_hangs_shows_down() {
     }
     assert_eq!(masters.len(), 3);
 }
+
+/// `warm` on a cluster: one pipeline per master for the tags' steps, then
+/// one per master for the entries; every entry readable, and invalidating
+/// one tag makes exactly its entries unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pipelines_per_master_and_every_entry_is_stored_under_its_tags() {
+    let cluster = RedisCluster::start();
+    let cache = Cache::new(CacheConfig {
+        op_timeout: Duration::from_millis(250),
+        ..cluster_config(&cluster)
+    })
+    .expect("cache");
+    let entries: Vec<(String, u32, SetOptions)> = (0..5_000u32)
+        .map(|i| {
+            let tags = [format!("guild:{}", i % 7), "analytics:ghosts".to_string()];
+            (format!("warm:{i}"), i, SetOptions::ttl(TTL).tags(tags))
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    assert_eq!(cache.warm(entries).await, 5_000);
+    println!("warmed 5,000 entries in {:?}", started.elapsed());
+    for i in (0..5_000u32).step_by(97) {
+        assert_eq!(cache.get::<u32>(&format!("warm:{i}")).await, Some(i));
+    }
+    assert!(cache.invalidate_by_tag("guild:3").await >= 714);
+    for i in 0..50u32 {
+        let expected = (i % 7 != 3).then_some(i);
+        assert_eq!(
+            cache.get::<u32>(&format!("warm:{i}")).await,
+            expected,
+            "warm:{i}"
+        );
+    }
+}

@@ -469,8 +469,8 @@ impl RedisStore {
         for (key, _, _, tags) in entries {
             self.hint(key, tags);
         }
-        if let Servers::Cluster(_) = &self.servers {
-            return self.cluster_set_many(entries).await;
+        if let Servers::Cluster(cluster) = &self.servers {
+            return self.cluster_set_many(cluster, entries).await;
         }
         let mut pipe = redis::pipe();
         for (key, value, ttl, tags) in entries {

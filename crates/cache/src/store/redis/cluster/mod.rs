@@ -234,12 +234,13 @@ fn slotted(tag: &str) -> bool {
     !tag.is_empty() && !tag.starts_with('}')
 }
 
-/// Groups item indices by the master serving each item's key.
-fn by_master(
+/// Groups items (an index of the caller's and a key) by the master serving
+/// each item's key.
+fn by_master<I>(
     topology: &Topology,
-    keys: impl Iterator<Item = (usize, String)>,
-) -> Result<HashMap<usize, Vec<(usize, String)>>, StoreError> {
-    let mut groups: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+    keys: impl Iterator<Item = (I, String)>,
+) -> Result<HashMap<usize, Vec<(I, String)>>, StoreError> {
+    let mut groups: HashMap<usize, Vec<(I, String)>> = HashMap::new();
     for (i, key) in keys {
         let (master, _) = topology
             .master_of(key.as_bytes())
@@ -335,26 +336,112 @@ impl RedisStore {
         Ok(true)
     }
 
+    /// `warm` on a cluster: the steps of `set` for every entry, a pipeline
+    /// per master for each phase (all the tags' steps, then all the entries),
+    /// instead of a few round trips per entry. If the map is out of date
+    /// (`MOVED`), entry by entry through the cluster client instead.
     pub(super) async fn cluster_set_many(
         &self,
+        cluster: &Cluster,
         entries: &[(String, Bytes, Duration, Vec<String>)],
     ) -> Result<u64, StoreError> {
-        stream::iter(entries)
-            .map(|(key, value, ttl, tags)| async move {
-                match self.cluster_set(key, value, *ttl, tags, None).await {
-                    Err(StoreError::Unsupported(e)) => {
-                        debug!(key, error = %e, "not warmed");
-                        Ok(false)
-                    }
-                    other => other,
+        let entries: Vec<_> = entries
+            .iter()
+            .filter(|(key, _, _, tags)| {
+                let unsupported = tags.iter().find(|t| !slotted(t));
+                if let Some(tag) = unsupported {
+                    debug!(
+                        key,
+                        tag, "not warmed: the tag has no slot of its own on a cluster"
+                    );
                 }
+                unsupported.is_none()
             })
-            .buffer_unordered(SET_MANY_CONCURRENCY)
-            .try_fold(
-                0,
-                |stored, done| async move { Ok(stored + u64::from(done)) },
-            )
-            .await
+            .collect();
+        match self.set_many_by_master(cluster, &entries).await {
+            Err(StoreError::Redis(e)) if e.kind() != redis::ErrorKind::Io => {
+                debug!(error = %e, "warming entry by entry: the cluster's map moved");
+                stream::iter(entries)
+                    .map(|(key, value, ttl, tags)| self.cluster_set(key, value, *ttl, tags, None))
+                    .buffer_unordered(SET_MANY_CONCURRENCY)
+                    .try_fold(
+                        0,
+                        |stored, done| async move { Ok(stored + u64::from(done)) },
+                    )
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn set_many_by_master(
+        &self,
+        cluster: &Cluster,
+        entries: &[&(String, Bytes, Duration, Vec<String>)],
+    ) -> Result<u64, StoreError> {
+        let topology = cluster.topology().await?;
+        let entry_keys: Vec<String> = entries.iter().map(|(k, ..)| self.keys.entry(k)).collect();
+        // Phase 1: every tag's step, each on its marker's master.
+        let steps = entries.iter().enumerate().flat_map(|(e, (_, _, _, tags))| {
+            (0..tags.len()).map(move |t| ((e, t), self.keys.marker(&tags[t])))
+        });
+        let mut versions: Vec<Vec<String>> = entries
+            .iter()
+            .map(|(_, _, _, tags)| vec![String::new(); tags.len()])
+            .collect();
+        let replies = try_join_all(by_master(&topology, steps)?.into_iter().map(
+            |(master, steps)| {
+                let master = topology.masters[master].clone();
+                let entry_keys = &entry_keys;
+                async move {
+                    let mut pipe = redis::pipe();
+                    for ((e, t), marker) in &steps {
+                        let (_, _, ttl, tags) = entries[*e];
+                        pipe.add_command(evalsha(&self.scripts.tag_set, 2))
+                            .arg(marker)
+                            .arg(self.keys.members(&tags[*t]))
+                            .arg(&entry_keys[*e])
+                            .arg(new_version())
+                            .arg("")
+                            .arg(ttl_ms(*ttl));
+                    }
+                    let values = cluster
+                        .on_master(&master, &pipe, &self.master_scripts())
+                        .await?;
+                    Ok::<_, StoreError>((steps, values))
+                }
+            },
+        ))
+        .await?;
+        for (steps, values) in replies {
+            for (((e, t), _), value) in steps.into_iter().zip(values) {
+                versions[e][t] = redis::from_redis_value(value)?;
+            }
+        }
+        // Phase 2: every entry, on its own master, recording those versions.
+        let writes = entry_keys.iter().cloned().enumerate();
+        let stored = try_join_all(by_master(&topology, writes)?.into_iter().map(
+            |(master, writes)| {
+                let master = topology.masters[master].clone();
+                let versions = &versions;
+                async move {
+                    let mut pipe = redis::pipe();
+                    for (e, entry_key) in &writes {
+                        let (_, value, ttl, tags) = entries[*e];
+                        pipe.cmd("SET")
+                            .arg(entry_key)
+                            .arg(codec::envelope(tags, &versions[*e], value))
+                            .arg("PX")
+                            .arg(ttl_ms(*ttl))
+                            .ignore();
+                    }
+                    cluster.on_master(&master, &pipe, &[]).await?;
+                    Ok::<_, StoreError>(writes.len() as u64)
+                }
+            },
+        ))
+        .await?;
+        Ok(stored.into_iter().sum())
     }
 
     /// Tag invalidation on a cluster: per master, one pipeline of the tags'
