@@ -530,8 +530,11 @@ impl Load {
             "{fault}: {} stale read(s): {stale:#?}",
             stale.len()
         );
+        // Some reads at least: how many depends on how busy the machine is
+        // (a full suite on two cores served 150 in the replica-lag fault's
+        // 3.3 s, alone 900 and more); a stalled service serves none.
         assert!(
-            reads > reads_at_fault + 200,
+            reads > reads_at_fault + 50,
             "{fault}: reads went on ({reads_at_fault} before the fault, {reads} in all)"
         );
         assert!(
