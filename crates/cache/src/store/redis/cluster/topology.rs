@@ -146,10 +146,12 @@ impl Topologies {
             .await?;
         let listed = parse_nodes(&nodes);
         let previous = self.current();
-        let serving: Vec<&Node> = listed
+        let mut serving: Vec<&Node> = listed
             .iter()
             .filter(|n| n.is_master && !n.failed && !n.slots.is_empty())
             .collect();
+        // In slot order: reports list the masters as the slots run.
+        serving.sort_by_key(|n| n.slots.first().map(|&(first, _)| first));
         // Every master at once: a refresh costs one round trip, not one per master.
         let connections = futures::future::join_all(serving.iter().map(|node| async {
             let known = previous.as_ref().and_then(|p| {
@@ -191,10 +193,16 @@ impl Topologies {
                 scripts_loaded: AtomicBool::new(scripts_loaded),
             }));
         }
-        if masters.is_empty() {
-            return Err(
-                CodecError::Corrupt("CLUSTER NODES lists no master serving slots".into()).into(),
-            );
+        // A map with slots no live master serves is a cluster between two
+        // states (a master failed, its replica not promoted yet): not one to
+        // verify and let reads through to. Calls keep the last whole map;
+        // those that reach the lost shard fail, and the breaker decides.
+        let unserved = owner.iter().filter(|&&o| o == UNSERVED).count();
+        if unserved > 0 {
+            return Err(CodecError::Corrupt(format!(
+                "{unserved} slots have no live master (a failover under way?)"
+            ))
+            .into());
         }
         let mut run_ids: Vec<&str> = masters.iter().map(|m| &*m.run_id).collect();
         run_ids.sort_unstable();
