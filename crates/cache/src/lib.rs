@@ -96,3 +96,18 @@ pub use store::MasterHealth;
 /// that compare the cache with raw commands on the same kind of connection.
 #[doc(hidden)]
 pub use store::redis::connection_config as redis_connection_config;
+
+/// A connection of the exact `redis` cluster client set-up of the Redis
+/// Cluster store (retries, retry waits, connection and response timeouts:
+/// `store/redis/cluster/client.rs`), for benchmarks that compare the cache
+/// with raw commands on the same kind of connection.
+#[doc(hidden)]
+pub async fn redis_cluster_connection(
+    nodes: &[String],
+    connect_timeout: std::time::Duration,
+    op_timeout: std::time::Duration,
+) -> redis::RedisResult<redis::cluster_async::ClusterConnection> {
+    store::redis::LazyCluster::new(nodes, connect_timeout, op_timeout)?
+        .connection()
+        .await
+}
