@@ -27,6 +27,7 @@ use bytes::Bytes;
 use redis::{AsyncCommands, Script, Value};
 
 use self::cluster::Cluster;
+use self::cluster::DirectReader;
 pub use self::cluster::MasterHealth;
 pub(crate) use self::cluster::{LazyCluster, MasterInfo};
 use self::connection::Conn;
@@ -152,6 +153,23 @@ impl RedisStore {
         &self.identity
     }
 
+    /// Where a read's keys are fetched: the store's connection, or on a
+    /// cluster each key's master directly (`cluster/read.rs`), under the
+    /// same rule as [`conn`](Self::conn): verified servers only.
+    async fn reader(&self) -> Result<Reader<'_>, StoreError> {
+        match &self.servers {
+            Servers::Standalone(_) => Ok(Reader::Conn(self.conn().await?)),
+            Servers::Cluster(cluster) => {
+                let mut topology = cluster.topology().await?;
+                if !self.identity.is_verified(&topology.identity) && !link::is_verifying() {
+                    self.identity.wait_verified(&topology.identity).await;
+                    topology = cluster.topology().await?;
+                }
+                Ok(Reader::Cluster(DirectReader::new(cluster, topology)))
+            }
+        }
+    }
+
     /// The identity of the server the store talks to now: its `run_id`, or
     /// on a cluster its masters' (read again now).
     pub async fn server(&self) -> Result<String, StoreError> {
@@ -273,17 +291,12 @@ impl RedisStore {
     async fn hinted_get(&self, entry_key: String) -> Result<Option<Envelope>, StoreError> {
         type Markers = Vec<Option<Vec<u8>>>;
         let hint = self.hints.get(&entry_key).filter(|h| !h.markers.is_empty());
-        let mut conn = self.conn().await?;
+        let mut reader = self.reader().await?;
         let suspect = hint.as_ref().is_some_and(|h| h.is_suspect(&self.epochs));
         if let (Some(hint), true) = (&hint, suspect) {
             // This process invalidated one of the tags since: if a marker is
             // gone, the entry (if still there) is stale; skip fetching it.
-            // EXISTS answers with one integer, the cheapest reply there is.
-            let existing: usize = redis::cmd("EXISTS")
-                .arg(&hint.markers[..])
-                .query_async(&mut conn)
-                .await?;
-            if existing < hint.markers.len() {
+            if reader.count_existing(&hint.markers).await? < hint.markers.len() {
                 self.hints.remove(&entry_key);
                 return Ok(None);
             }
@@ -292,11 +305,10 @@ impl RedisStore {
             Some(hint) => {
                 // One command for the entry and its markers: cheaper for
                 // Redis and for the client than a pipeline of GET and MGET.
-                let mut values: Markers = redis::cmd("MGET")
-                    .arg(&entry_key)
-                    .arg(&hint.markers[..])
-                    .query_async(&mut conn)
-                    .await?;
+                let mut keys = Vec::with_capacity(1 + hint.markers.len());
+                keys.push(entry_key.as_str());
+                keys.extend(hint.markers.iter().map(String::as_str));
+                let mut values = reader.values(&keys).await?;
                 if values.is_empty() {
                     return Err(StoreError::from(crate::error::CodecError::Corrupt(
                         "empty MGET reply".into(),
@@ -305,7 +317,7 @@ impl RedisStore {
                 let envelope = values.remove(0);
                 (envelope, Some(values))
             }
-            None => (conn.get(&entry_key).await?, None),
+            None => (reader.value(&entry_key).await?, None),
         };
         let Some(envelope) = envelope else {
             return Ok(None);
@@ -334,10 +346,8 @@ impl RedisStore {
                     &self.keys.marker_prefix,
                     &self.epochs,
                 );
-                let markers: Markers = redis::cmd("MGET")
-                    .arg(&hint.markers[..])
-                    .query_async(&mut conn)
-                    .await?;
+                let keys: Vec<&str> = hint.markers.iter().map(String::as_str).collect();
+                let markers = reader.values(&keys).await?;
                 self.hints.put(hint);
                 markers
             }
@@ -668,4 +678,40 @@ fn info_field(info: &str, name: &str) -> Option<String> {
         let (k, v) = line.split_once(':')?;
         (k == name).then(|| v.trim().to_string())
     })
+}
+
+/// See [`RedisStore::reader`].
+enum Reader<'a> {
+    Conn(Conn),
+    Cluster(DirectReader<'a>),
+}
+
+impl Reader<'_> {
+    /// The values of `keys`, in order: one `MGET` on a connection.
+    async fn values(&mut self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match self {
+            Reader::Conn(conn) => Ok(redis::cmd("MGET").arg(keys).query_async(conn).await?),
+            Reader::Cluster(reader) => reader.values(keys).await,
+        }
+    }
+
+    async fn value(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Reader::Conn(conn) => Ok(conn.get(key).await?),
+            Reader::Cluster(reader) => Ok(reader.values(&[key]).await?.pop().flatten()),
+        }
+    }
+
+    /// How many of `keys` exist: `EXISTS` on a connection, one integer, the
+    /// cheapest reply there is.
+    async fn count_existing(&mut self, keys: &[String]) -> Result<usize, StoreError> {
+        match self {
+            Reader::Conn(conn) => Ok(redis::cmd("EXISTS").arg(keys).query_async(conn).await?),
+            Reader::Cluster(reader) => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let values = reader.values(&keys).await?;
+                Ok(values.iter().filter(|v| v.is_some()).count())
+            }
+        }
+    }
 }

@@ -6,9 +6,9 @@
 //! Commands of one key, and `MGET`/`EXISTS`/`UNLINK` of many, are shared
 //! with the standalone store (`connection.rs`): the cluster client routes
 //! them by slot, splits multi-key ones per slot, and follows `MOVED`/`ASK`
-//! through failovers. Reads use the hinted `MGET` path (`hints.rs`), split
-//! per slot: one round trip to each master holding the entry or one of its
-//! tags' markers, in parallel.
+//! through failovers. Reads take the hinted path (`hints.rs`) with their keys
+//! fetched around the cluster client (`read.rs`): one pipeline to each master
+//! holding the entry or one of its tags' markers, in parallel.
 //!
 //! Why not the client-tracked path of a standalone Redis (`tracking.rs`)
 //! here: it is exact because the push that announces a marker's change and
@@ -27,9 +27,11 @@
 //! failed call, journaled and applied again before Redis is read (`cache.rs`).
 
 mod client;
+mod read;
 mod topology;
 
 pub(crate) use self::client::LazyCluster;
+pub(crate) use self::read::DirectReader;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -43,8 +43,11 @@ pub(crate) struct Master {
     pub replicas: usize,
     /// The slot ranges it serves, inclusive.
     pub slots: Vec<(usize, usize)>,
-    /// The store's own connection to it (see the module docs).
+    /// The store's own connection to it for writes that a replica must
+    /// acknowledge (see the module docs).
     pub conn: MultiplexedConnection,
+    /// And for reads (`read.rs`), which must not queue behind a `WAIT`.
+    pub read: MultiplexedConnection,
     /// The invalidation script has been loaded on this server.
     pub scripts_loaded: AtomicBool,
 }
@@ -165,14 +168,18 @@ impl Topologies {
             } {
                 return Ok(kept);
             }
-            let (run_id, conn) = self.open(&node.addr).await?;
-            Ok::<_, StoreError>((run_id, conn, false))
+            self.open(&node.addr).await
         }))
         .await;
         let mut masters = Vec::new();
         let mut owner = vec![UNSERVED; SLOTS].into_boxed_slice();
         for (node, connection) in serving.into_iter().zip(connections) {
-            let (run_id, conn, scripts_loaded) = connection?;
+            let Opened {
+                run_id,
+                conn,
+                read,
+                scripts_loaded,
+            } = connection?;
             let replicas = listed
                 .iter()
                 .filter(|r| r.master_id.as_deref() == Some(node.id.as_str()) && !r.failed)
@@ -190,6 +197,7 @@ impl Topologies {
                 replicas,
                 slots: node.slots.clone(),
                 conn,
+                read,
                 scripts_loaded: AtomicBool::new(scripts_loaded),
             }));
         }
@@ -216,8 +224,8 @@ impl Topologies {
         Ok(topology)
     }
 
-    /// A new connection to `addr`, and the `run_id` of the server there.
-    async fn open(&self, addr: &str) -> Result<(Arc<str>, MultiplexedConnection), StoreError> {
+    /// New connections to `addr`, and the `run_id` of the server there.
+    async fn open(&self, addr: &str) -> Result<Opened, StoreError> {
         let (host, port) = addr
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
@@ -237,22 +245,46 @@ impl Topologies {
         };
         let info = self.template.clone().set_addr(target);
         let client = redis::Client::open(info)?;
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        let run_id: Arc<str> = run_id(&mut conn).await?.into();
-        Ok((run_id, conn))
+        let (conn, read) = futures::future::try_join(
+            client.get_multiplexed_async_connection_with_config(&self.config),
+            client.get_multiplexed_async_connection_with_config(&self.config),
+        )
+        .await?;
+        let mut identify = conn.clone();
+        Ok(Opened {
+            run_id: run_id(&mut identify).await?.into(),
+            conn,
+            read,
+            scripts_loaded: false,
+        })
     }
 }
 
-/// A known master's connection and `run_id`, if that connection still
-/// answers; `None` if it broke (the server may have restarted: it is opened,
+/// A master's connections, and the server they reach.
+struct Opened {
+    run_id: Arc<str>,
+    conn: MultiplexedConnection,
+    read: MultiplexedConnection,
+    scripts_loaded: bool,
+}
+
+/// A known master's connections and `run_id`, if both connections still
+/// answer; `None` if one broke (the server may have restarted: it is opened,
 /// and identified, again).
-async fn still_there(master: &Master) -> Option<(Arc<str>, MultiplexedConnection, bool)> {
-    let mut conn = master.conn.clone();
-    let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
-    let loaded = master.scripts_loaded.load(Ordering::Acquire);
-    pong.ok().map(|_| (master.run_id.clone(), conn, loaded))
+async fn still_there(master: &Master) -> Option<Opened> {
+    let (mut conn, mut read) = (master.conn.clone(), master.read.clone());
+    let (ping, ping_read) = (redis::cmd("PING"), redis::cmd("PING"));
+    let (pong, pong_read) = futures::future::join(
+        ping.query_async::<String>(&mut conn),
+        ping_read.query_async::<String>(&mut read),
+    )
+    .await;
+    (pong.is_ok() && pong_read.is_ok()).then(|| Opened {
+        run_id: master.run_id.clone(),
+        conn,
+        read,
+        scripts_loaded: master.scripts_loaded.load(Ordering::Acquire),
+    })
 }
 
 /// One line of `CLUSTER NODES`.
