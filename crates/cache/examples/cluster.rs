@@ -640,7 +640,7 @@ async fn figure_1(
         "| {CALLERS} callers, **cache / raw** (median of per-slice ratios, range) | ≥ 0.6 | **{c_ratio:.2}** ({c_lo:.2}–{c_hi:.2}) | **{s_ratio:.2}** ({s_lo:.2}–{s_hi:.2}) |\n"
     ));
     t.push_str(&format!(
-        "| {CALLERS} callers, raw `MGET` of the entry and its 2 markers (what a cluster read sends) | | {}: {m_ratio:.2} of raw `GET`; cache / it {cm_ratio:.2} | |\n",
+        "| {CALLERS} callers, raw `MGET` of the entry and its 2 markers (what a cluster read sent through the cluster client before `read.rs`) | | {}: {m_ratio:.2} of raw `GET`; cache / it {cm_ratio:.2} | |\n",
         fmt_rate(mean(cm)),
     ));
     let missed = |s: &Side| s.misses.load(Ordering::Relaxed);
