@@ -188,19 +188,6 @@ fn instances(cluster: &RedisCluster) -> (Cache, Cache) {
     (cache(journal.clone()), cache(journal))
 }
 
-/// `GET` on a replica (`READONLY` first), as the promoted one will answer.
-async fn replica_get(addr: &str, key: &str) -> String {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("READONLY").query_async(&mut conn).await.unwrap();
-    let value: Option<String> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    value.unwrap_or_default()
-}
-
 /// The master every PUBLISH of the caches goes to while it answers.
 fn publishing_master(cluster: &RedisCluster) -> String {
     cluster.master_of("spywatcher:pubsub:")
@@ -297,27 +284,16 @@ async fn an_invalidation_the_replica_never_received_does_not_come_back_with_it()
         "cached once, read four times"
     );
     let replica = cluster.replicas_of(&master)[0].clone();
-    let replica_node = cluster.index_of(&replica);
-    let master_marker = cluster
-        .node(cluster.index_of(&master))
-        .cli(&["GET", &marker]);
-    assert_eq!(master_marker.len(), 16, "the master holds the marker");
+    let old_marker = cluster.get_on(&master, &marker);
+    assert_eq!(old_marker.len(), 16, "the master holds the marker");
     wait_until(
         "the replica holds the marker",
         Duration::from_secs(2),
-        async || replica_get(&replica, &marker).await == master_marker,
+        async || cluster.get_on(&replica, &marker) == old_marker,
     )
     .await;
-    let old_marker = master_marker;
 
-    // The replica's link cut: paused, and the master closes its end (a
-    // paused replica would still find in its socket what was sent).
-    cluster.node(replica_node).pause();
-    let master_node = cluster.index_of(&master);
-    let cut = cluster
-        .node(master_node)
-        .cli(&["CLIENT", "KILL", "TYPE", "replica"]);
-    assert_eq!(cut, "1", "the replica's link closed");
+    assert_eq!(cluster.cut_replica_link(&master), replica);
     truth.invalidate(&a, i).await;
     // Not acknowledged by a replica: journaled, and Redis skipped until the
     // journal has been applied.
@@ -327,14 +303,12 @@ async fn an_invalidation_the_replica_never_received_does_not_come_back_with_it()
     assert_eq!(truth.read(&a, i, &loads).await, 1);
     // The master did apply it (its marker is gone, or made again since
     // with a fresh version)...
-    assert_ne!(cluster.node(master_node).cli(&["GET", &marker]), old_marker);
+    assert_ne!(cluster.get_on(&master, &marker), old_marker);
     // ...and dies before its replica hears of it: the replica, about to be
-    // promoted, still holds the invalidated marker (it is a replica until
-    // then: nothing can have written to it since).
-    cluster.node_mut(master_node).kill();
-    cluster.node(replica_node).resume();
+    // promoted, still holds the invalidated marker.
+    cluster.kill_master_of_cut_replica(&master, &replica);
     assert_eq!(
-        replica_get(&replica, &marker).await,
+        cluster.get_on(&replica, &marker),
         old_marker,
         "the replica never received the invalidation"
     );

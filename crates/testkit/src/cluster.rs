@@ -376,6 +376,45 @@ impl RedisCluster {
         old_master
     }
 
+    /// The replica-lag case, forced: `master`'s replica is paused and the
+    /// master closes its replication link, so that nothing the master
+    /// applies from now on reaches it (a paused replica whose link stayed
+    /// open would still find in its socket what was sent meanwhile).
+    /// Returns the replica's address; see
+    /// [`kill_master_of_cut_replica`](Self::kill_master_of_cut_replica).
+    pub fn cut_replica_link(&self, master: &str) -> String {
+        let replica = self
+            .replicas_of(master)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("master {master} has no replica"));
+        self.nodes[self.index_of(&replica)].pause();
+        let closed = self.nodes[self.index_of(master)].cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+        assert_eq!(closed, "1", "{master} closed its replica's link");
+        replica
+    }
+
+    /// Kills `master` and resumes its cut-off `replica`, which will take
+    /// over (after the node timeout) with what it held when cut off: until
+    /// then it is a replica, so nothing can have written to it, and
+    /// [`get_on`](Self::get_on) shows what it will serve. Then
+    /// [`wait_healthy`](Self::wait_healthy).
+    pub fn kill_master_of_cut_replica(&mut self, master: &str, replica: &str) {
+        let index = self.index_of(master);
+        self.nodes[index].kill();
+        self.nodes[self.index_of(replica)].resume();
+    }
+
+    /// `GET` on a node as a read-only client (`READONLY`, so that a replica
+    /// answers for its master's slots instead of redirecting); an empty
+    /// string for a missing key.
+    pub fn get_on(&self, node: &str, key: &str) -> String {
+        let port = self.nodes[self.index_of(node)].port();
+        let replies = query_in_turn(port, &[&["READONLY"], &["GET", key]])
+            .unwrap_or_else(|e| panic!("GET {key} on {node}: {e}"));
+        replies.into_iter().nth(1).unwrap_or_default()
+    }
+
     /// Waits until the cluster is `ok` on every live node with every slot
     /// served by a live master, and every live replica's link is up: after
     /// restarting a node, say.
@@ -550,37 +589,52 @@ fn parse_nodes(text: &str) -> Vec<ClusterNode> {
 /// paused node is an error, not a hang) and returns a simple, integer or bulk
 /// string reply. An error reply is returned as `Err`.
 fn query(port: u16, args: &[&str]) -> Result<String, String> {
+    let mut replies = query_in_turn(port, &[args])?;
+    Ok(replies.pop().unwrap_or_default())
+}
+
+/// Several commands on one connection, in turn: each reply as a string
+/// (an empty one for a nil); the first error reply is the error.
+fn query_in_turn(port: u16, commands: &[&[&str]]) -> Result<Vec<String>, String> {
     let e = |e: std::io::Error| format!("{}: {e}", addr(port));
     let sock = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&sock, QUERY_TIMEOUT).map_err(e)?;
     stream.set_read_timeout(Some(QUERY_TIMEOUT)).map_err(e)?;
     stream.set_write_timeout(Some(QUERY_TIMEOUT)).map_err(e)?;
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    let mut request = String::new();
+    for args in commands {
+        request.push_str(&format!("*{}\r\n", args.len()));
+        for arg in *args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
     }
     stream.write_all(request.as_bytes()).map_err(e)?;
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(e)?;
-    let line = line.trim_end();
-    match line.as_bytes().first() {
-        Some(b'+') | Some(b':') => Ok(line[1..].to_string()),
-        Some(b'-') => Err(format!("{}: {}", addr(port), &line[1..])),
-        Some(b'$') => {
-            let len: i64 = line[1..]
-                .parse()
-                .map_err(|_| format!("bad reply {line:?}"))?;
-            if len < 0 {
-                return Ok(String::new());
+    let mut replies = Vec::with_capacity(commands.len());
+    for _ in commands {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(e)?;
+        let line = line.trim_end();
+        replies.push(match line.as_bytes().first() {
+            Some(b'+') | Some(b':') => line[1..].to_string(),
+            Some(b'-') => return Err(format!("{}: {}", addr(port), &line[1..])),
+            Some(b'$') => {
+                let len: i64 = line[1..]
+                    .parse()
+                    .map_err(|_| format!("bad reply {line:?}"))?;
+                if len < 0 {
+                    String::new()
+                } else {
+                    let mut buf = vec![0u8; len as usize + 2];
+                    reader.read_exact(&mut buf).map_err(e)?;
+                    buf.truncate(len as usize);
+                    String::from_utf8_lossy(&buf).into_owned()
+                }
             }
-            let mut buf = vec![0u8; len as usize + 2];
-            reader.read_exact(&mut buf).map_err(e)?;
-            buf.truncate(len as usize);
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
-        _ => Err(format!("{}: unexpected reply {line:?}", addr(port))),
+            _ => return Err(format!("{}: unexpected reply {line:?}", addr(port))),
+        });
     }
+    Ok(replies)
 }
 
 #[cfg(test)]

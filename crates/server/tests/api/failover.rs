@@ -609,19 +609,6 @@ async fn the_master_carrying_the_bus_killed_under_load_leaves_l1_stale_no_longer
     load.finish("the bus's master killed", at, failover).await;
 }
 
-/// `GET` on a replica (`READONLY` first), as the promoted one will answer.
-async fn replica_get(addr: &str, key: &str) -> String {
-    let client = redis::Client::open(format!("redis://{addr}")).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("READONLY").query_async(&mut conn).await.unwrap();
-    let value: Option<String> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    value.unwrap_or_default()
-}
-
 /// A guild whose heatmap entry and heatmap marker both live on `master`.
 fn a_guild_all_on(shards: &Shards, master: &str) -> GuildId {
     let on_master = shards.index_of(master);
@@ -649,11 +636,10 @@ async fn lose_a_master_with_a_lagging_replica(
     let marker = heatmap_marker(lagging);
     let master_node = cluster.index_of(master);
     let replica = cluster.replicas_of(master)[0].clone();
-    let replica_node = cluster.index_of(&replica);
-    let old_marker = cluster.node(master_node).cli(&["GET", &marker]);
+    let old_marker = cluster.get_on(master, &marker);
     assert!(!old_marker.is_empty(), "the master holds the marker");
     let deadline = Instant::now() + Duration::from_secs(2);
-    while replica_get(&replica, &marker).await != old_marker {
+    while cluster.get_on(&replica, &marker) != old_marker {
         assert!(
             Instant::now() < deadline,
             "the replica never got the marker"
@@ -667,19 +653,14 @@ async fn lose_a_master_with_a_lagging_replica(
         "the heatmap is cached"
     );
 
-    cluster.node(replica_node).pause();
-    let cut = cluster
-        .node(master_node)
-        .cli(&["CLIENT", "KILL", "TYPE", "replica"]);
-    assert_eq!(cut, "1", "the replica's link closed");
+    assert_eq!(cluster.cut_replica_link(master), replica);
     ingest().await;
     // The master took it (the marker is gone, or made again since)...
-    assert_ne!(cluster.node(master_node).cli(&["GET", &marker]), old_marker);
+    assert_ne!(cluster.get_on(master, &marker), old_marker);
     // ...and dies before its replica hears of it.
-    cluster.node_mut(master_node).kill();
-    cluster.node(replica_node).resume();
+    cluster.kill_master_of_cut_replica(master, &replica);
     assert_eq!(
-        replica_get(&replica, &marker).await,
+        cluster.get_on(&replica, &marker),
         old_marker,
         "the replica never received the invalidation"
     );
