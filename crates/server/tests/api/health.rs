@@ -1,3 +1,5 @@
+use spywatcher_analytics::GuildId;
+
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,4 +63,62 @@ async fn unknown_routes_and_methods_answer_json() {
         .await
         .unwrap();
     assert_error(put, 405).await;
+}
+
+/// On a cluster, `/health/ready` lists every master; a cluster that does
+/// not answer at start (every node frozen) neither holds up the start nor
+/// the answers: the service serves from the database, reports the cache
+/// degraded, and uses the cluster once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_frozen_at_start_holds_up_nothing_and_each_master_is_reported() {
+    let env = TestEnv::on(Db::Sqlite, Backend::Cluster).await;
+    let cluster = env.cluster.as_ref().expect("a cluster");
+    let nodes = cluster.nodes().len();
+    for i in 0..nodes {
+        cluster.node(i).pause();
+    }
+    let started = std::time::Instant::now();
+    let app = env.spawn().await;
+    let start = started.elapsed();
+    let live = app.get("/health/live", None).await;
+    assert_eq!(live.status().as_u16(), 200);
+    let guild = GuildId::parse("42").unwrap();
+    let analytics = app.analytics("ghosts", &guild).await;
+    assert_eq!(analytics.status().as_u16(), 200, "served from the database");
+    let ready = json(app.get("/health/ready", None).await).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["cache"]["backend"], "redis-cluster");
+    println!("started in {start:?} with every node frozen");
+    assert!(
+        start < std::time::Duration::from_secs(5),
+        "start took {start:?}"
+    );
+
+    for i in 0..nodes {
+        cluster.node(i).resume();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ready = loop {
+        let ready = json(app.get("/health/ready", None).await).await;
+        if ready["cache"]["status"] == "healthy" && ready["cache"]["masters"].is_array() {
+            break ready;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster never came back: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let masters = ready["cache"]["masters"].as_array().unwrap().clone();
+    let mut addresses: Vec<String> = masters
+        .iter()
+        .map(|m| m["address"].as_str().unwrap().to_string())
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, cluster.masters(), "{ready}");
+    for master in &masters {
+        assert_eq!(master["status"], "up", "{ready}");
+        assert_eq!(master["replicas"], 1, "{ready}");
+    }
+    assert_eq!(masters[0]["slots"], "0-5460", "in slot order: {ready}");
 }
