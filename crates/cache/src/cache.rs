@@ -70,6 +70,18 @@ pub struct CachedJson {
     pub digest: u64,
 }
 
+impl CachedJson {
+    /// `value` as JSON with its digest, as the cache would hold it: for a
+    /// caller that serves a value without caching it.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<CachedJson, serde_json::Error> {
+        let bytes = Bytes::from(serde_json::to_vec(value)?);
+        Ok(CachedJson {
+            digest: codec::digest(&bytes),
+            bytes,
+        })
+    }
+}
+
 /// Where the value returned by [`Cache::remember_json`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {

@@ -50,6 +50,9 @@ pub struct Settings {
     pub database_url: String,
     pub cache: CacheBackend,
     pub redis_rate_limiting: bool,
+    /// `CACHE_ENABLED` (default true): false serves every analytics request
+    /// from the database, as a baseline to measure the cache against.
+    pub caching: bool,
     pub admin_token: Option<String>,
     pub ingest_token: Option<String>,
     pub api_token: Option<String>,
@@ -206,6 +209,7 @@ impl Settings {
                 .unwrap_or_else(|| "sqlite://spywatcher.db".into()),
             cache,
             redis_rate_limiting: vars.bool("ENABLE_REDIS_RATE_LIMITING", false)?,
+            caching: vars.bool("CACHE_ENABLED", true)?,
             admin_token: vars.token("ADMIN_TOKEN")?,
             ingest_token: vars.token("INGEST_TOKEN")?,
             api_token: vars.token("API_TOKEN")?,

@@ -61,7 +61,7 @@ impl Application {
             settings.api_token.clone(),
         );
         let rate_limiter = build_rate_limiter(settings).await?;
-        let service = Spywatcher::new(store, cache, settings.ttls.clone());
+        let service = Spywatcher::new(store, cache, settings.ttls.clone(), settings.caching);
         let state = AppState::new(Shared {
             realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,

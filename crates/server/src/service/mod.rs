@@ -26,15 +26,27 @@ pub struct Spywatcher {
     /// Shared: the state is cloned for every request.
     ttls: Arc<HashMap<AnalyticsKind, Duration>>,
     requests: Arc<RequestCounters>,
+    queries: Arc<QueryCounters>,
+    /// False: the cache is bypassed (`CACHE_ENABLED=false`).
+    caching: bool,
 }
 
 impl Spywatcher {
-    pub fn new(store: EventStore, cache: Cache, ttls: HashMap<AnalyticsKind, Duration>) -> Self {
+    /// `caching` false: every analytics request is computed by the
+    /// database, and events invalidate nothing (`CACHE_ENABLED`).
+    pub fn new(
+        store: EventStore,
+        cache: Cache,
+        ttls: HashMap<AnalyticsKind, Duration>,
+        caching: bool,
+    ) -> Self {
         Spywatcher {
             store,
             cache,
             ttls: Arc::new(ttls),
             requests: Arc::new(RequestCounters::new()),
+            queries: Arc::new(QueryCounters::new()),
+            caching,
         }
     }
 
@@ -53,13 +65,22 @@ impl Spywatcher {
         guild: &GuildId,
         since: Option<Since>,
     ) -> Result<(CachedJson, Origin), StoreError> {
+        let compute = || {
+            self.queries.analytics.increment(1);
+            self.store.analytics_now(kind, guild, since)
+        };
+        if !self.caching {
+            let rows = compute().await?;
+            let json = CachedJson::of(&rows)
+                .map_err(|e| StoreError::Corrupt(format!("analytics not serializable: {e}")))?;
+            self.requests.get(kind, false).increment(1);
+            return Ok((json, Origin::Loader));
+        }
         let key = keys::entry_key(kind, guild, since.as_ref());
         let tags = keys::entry_tags(kind, guild);
         let (json, origin) = self
             .cache
-            .remember_json(&key, self.ttl(kind), &tags, || {
-                self.store.analytics_now(kind, guild, since)
-            })
+            .remember_json(&key, self.ttl(kind), &tags, compute)
             .await?;
         self.requests.get(kind, origin.is_hit()).increment(1);
         Ok((json, origin))
@@ -81,7 +102,10 @@ impl Spywatcher {
             .iter()
             .flat_map(|guild| keys::event_tags(kind, guild))
             .collect();
-        let (stored, invalidated) = if self.cache.backend_name() == "embedded" {
+        self.queries.ingest.increment(1);
+        let (stored, invalidated) = if !self.caching {
+            (self.store.ingest(events).await?, Some(0))
+        } else if self.cache.backend_name() == "embedded" {
             let stored = self.store.ingest(events).await?;
             let invalidated = if tags.is_empty() {
                 Some(0)
@@ -152,6 +176,24 @@ fn log_ingested(
         None => info!(
             "Invalidation of {tags} tags (guilds: {guilds}) after {stored} events on /api/events/{kind} journaled until Redis answers"
         ),
+    }
+}
+
+/// `spywatcher_db_queries_total{operation}`: what the service asks of the
+/// database, one per analytics computed (`analytics`) and per batch of events
+/// stored (`ingest`); what the cache saves the database is the first.
+struct QueryCounters {
+    analytics: metrics::Counter,
+    ingest: metrics::Counter,
+}
+
+impl QueryCounters {
+    fn new() -> Self {
+        let counter = |operation: &'static str| metrics::counter!("spywatcher_db_queries_total", "operation" => operation);
+        QueryCounters {
+            analytics: counter("analytics"),
+            ingest: counter("ingest"),
+        }
     }
 }
 

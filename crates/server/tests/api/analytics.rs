@@ -197,3 +197,59 @@ async fn a_percent_encoded_type_or_parameter_is_decoded() {
         assert_eq!(json(response).await, plain, "{path}");
     }
 }
+
+/// `CACHE_ENABLED=false`, the baseline a benchmark measures the cache
+/// against: every read is computed by the database (`X-Cache: miss`, the
+/// cache untouched, a query counted each time), events are stored and seen
+/// by the next read; with the cache, the same reads cost one query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_caching_off_every_read_is_a_database_query() {
+    let env = TestEnv::new(Db::Sqlite, false).await;
+    let mut settings = env.settings();
+    settings.caching = false;
+    let app = env.spawn_with(settings).await;
+    let guilds = seed(&app.store).await;
+    let guild = &guilds[0];
+    let queries = "spywatcher_db_queries_total{operation=\"analytics\"}";
+    let before = metric(&app, queries).await;
+    let mut bodies = Vec::new();
+    for _ in 0..3 {
+        let response = app.analytics("lurkers", guild).await;
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(header(&response, "x-cache"), "miss");
+        assert!(header(&response, "etag").starts_with('"'));
+        bodies.push(json(response).await);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    assert!(metric(&app, queries).await >= before + 3.0);
+    let stats = cache_stats(&app).await["stats"].clone();
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["misses"].as_u64()),
+        (Some(0), Some(0)),
+        "the cache is not used: {stats}"
+    );
+
+    let user = a_lurker(&app, guild).await;
+    let stored = app
+        .post_events(
+            "messages",
+            event(spywatcher_analytics::EventKind::Message, guild, &user),
+        )
+        .await;
+    assert_eq!(stored.status().as_u16(), 201);
+    let after = json(app.analytics("lurkers", guild).await).await;
+    assert_ne!(after, bodies[0], "the next read sees the event");
+    assert!(
+        !after.to_string().contains(&user),
+        "{user} posted: no longer a lurker"
+    );
+    app.stop().await;
+
+    let cached = env.spawn().await;
+    let first = cached.analytics("lurkers", guild).await;
+    assert_eq!(header(&first, "x-cache"), "miss");
+    assert_eq!(
+        header(&cached.analytics("lurkers", guild).await, "x-cache"),
+        "hit"
+    );
+}

@@ -349,3 +349,14 @@ pub async fn wait_for_applied_journal(app: &TestApp) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The sum of the `/metrics` samples whose line begins with `name` (a
+/// metric, or a metric with its labels). The recorder is the process's:
+/// other tests running at once add to it, so compare with bounds.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

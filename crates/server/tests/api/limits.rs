@@ -11,14 +11,6 @@ use spywatcher::config::Settings;
 use crate::helpers::*;
 
 /// The sum of a Prometheus counter over its labels.
-async fn counter(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics", None).await.text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// A client whose connections come from another loopback address.
 fn client_from(ip: [u8; 4]) -> reqwest::Client {
     reqwest::Client::builder()
@@ -56,7 +48,7 @@ async fn failed_authentications_are_counted_and_block_the_address() {
     let mut settings = env.settings();
     settings.auth_failures_per_minute = 5;
     let app = env.spawn_with(settings).await;
-    let before = counter(&app, "spywatcher_auth_failures_total").await;
+    let before = metric(&app, "spywatcher_auth_failures_total").await;
     let path = format!("{}/api/analytics/roles?guildId=1", app.address);
     let wrong = || app.client.get(&path).bearer_auth("not-the-token-0000000");
     // No token is no guess: it does not count toward the block.
@@ -83,7 +75,7 @@ async fn failed_authentications_are_counted_and_block_the_address() {
         status(other.get(&path).bearer_auth("nope-nope-nope-nope")).await,
         401
     );
-    let after = counter(&app, "spywatcher_auth_failures_total").await;
+    let after = metric(&app, "spywatcher_auth_failures_total").await;
     assert!(after - before >= 19.0, "{before} -> {after}");
 }
 
