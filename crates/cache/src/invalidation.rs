@@ -67,13 +67,15 @@ impl Inner {
             self.trip(cause);
         }
         l1.apply(&op).await;
+        if let Err(cause) = &attempt {
+            // Counted whoever journals it: the caller may have recorded it
+            // already (`invalidate_recorded`), with the event that caused it.
+            warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
+            Counters::add(&self.counters.journaled, 1);
+        }
         let journal_id = match journal_id {
             Some(id) => Some(id),
             None => {
-                if let Err(cause) = &attempt {
-                    warn!(error = %cause, ?op, "invalidation could not reach Redis: journaled");
-                    Counters::add(&self.counters.journaled, 1);
-                }
                 // Pending if Redis did not take it; kept for the window
                 // (in case Redis comes back older) if it did.
                 let id = self.record(&op, attempt.is_ok()).await;

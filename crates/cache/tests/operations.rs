@@ -381,6 +381,11 @@ async fn an_invalidation_recorded_by_the_caller_is_not_journaled_twice() {
         cache.is_degraded(),
         "no reads from Redis until the journal is applied"
     );
+    assert_eq!(
+        cache.stats().await.journaled,
+        1,
+        "counted as journaled all the same: the stats show what waits"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
