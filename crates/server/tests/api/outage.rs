@@ -93,14 +93,15 @@ async fn analytics_keep_answering_while_redis_is_down_and_nothing_stale_after() 
     assert_eq!(response.status().as_u16(), 201);
     assert_eq!(app.store.pending_invalidations().await.unwrap().len(), 1);
 
-    // Redis returns with the data it had, stale entries included.
+    // Redis returns with the data it had, stale entries included (unless
+    // the service was quicker than this check: it replays the journal into
+    // the restarted server, then the sweeper deletes what that made stale).
     redis.restart();
-    assert_eq!(
-        redis.cli(&[
-            "EXISTS",
-            &format!("spywatcher:analytics:ghosts:{}:all", guild.as_str())
-        ]),
-        "1"
+    let stale_entry = format!("spywatcher:analytics:ghosts:{}:all", guild.as_str());
+    let came_back = redis.cli(&["EXISTS", &stale_entry]) == "1";
+    assert!(
+        came_back || app.store.pending_invalidations().await.unwrap().is_empty(),
+        "the snapshot held the stale entry"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     while status(&app).await.0 != "healthy" {
