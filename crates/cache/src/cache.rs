@@ -30,7 +30,7 @@ use crate::l1::L1;
 use crate::lock::FillWaiters;
 use crate::maintenance;
 use crate::pubsub::PubSub;
-use crate::stats::{CacheStats, Counters, MasterStats, ServerFigures, Tier};
+use crate::stats::{CacheStats, Counters, ServerFigures, Tier};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Lookup, Store, Versions};
@@ -484,16 +484,7 @@ impl Cache {
                         memory_used: info.used_memory_human,
                         evicted_keys: info.evicted_keys,
                         key_count: info.key_count,
-                        masters: info
-                            .masters
-                            .into_iter()
-                            .map(|m| MasterStats {
-                                address: m.addr,
-                                memory_used: crate::stats::human_bytes(m.used_memory),
-                                evicted_keys: m.evicted_keys,
-                                key_count: m.key_count,
-                            })
-                            .collect(),
+                        masters: info.masters,
                     },
                     Err(_) => ServerFigures {
                         memory_used: "unavailable".to_string(),

@@ -24,12 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis::aio::ConnectionLike;
 use redis::{AsyncCommands, Script, Value};
 
 use self::cluster::Cluster;
 use self::cluster::DirectReader;
+pub(crate) use self::cluster::LazyCluster;
 pub use self::cluster::MasterHealth;
-pub(crate) use self::cluster::{LazyCluster, MasterInfo};
 use self::connection::Conn;
 use self::hints::{Hint, Hints, TagEpochs};
 use self::keys::KeyLayout;
@@ -40,6 +41,7 @@ use self::tracking::{Check, TrackedReader};
 use super::{Lookup, Versions};
 use crate::codec::{self, Envelope, new_version};
 use crate::error::{ConfigError, StoreError};
+use crate::stats::MasterStats;
 
 /// Figures read from Redis itself for [`CacheStats`](crate::CacheStats).
 #[derive(Debug, Default, Clone)]
@@ -48,7 +50,7 @@ pub(crate) struct ServerInfo {
     pub evicted_keys: u64,
     pub key_count: u64,
     /// On a cluster, each master's own figures (the above are their sums).
-    pub masters: Vec<MasterInfo>,
+    pub masters: Vec<MasterStats>,
 }
 
 /// A value read for L1, and whether the entry was written under exactly
@@ -139,10 +141,7 @@ impl RedisStore {
             Servers::Standalone(link) => Ok(Conn::Standalone(link.conn().await?)),
             Servers::Cluster(cluster) => {
                 let conn = cluster.connection().await?;
-                let topology = cluster.topology().await?;
-                if !self.identity.is_verified(&topology.identity) && !link::is_verifying() {
-                    self.identity.wait_verified(&topology.identity).await;
-                }
+                self.verified_topology(cluster).await?;
                 Ok(Conn::Cluster(conn))
             }
         }
@@ -160,14 +159,25 @@ impl RedisStore {
         match &self.servers {
             Servers::Standalone(_) => Ok(Reader::Conn(self.conn().await?)),
             Servers::Cluster(cluster) => {
-                let mut topology = cluster.topology().await?;
-                if !self.identity.is_verified(&topology.identity) && !link::is_verifying() {
-                    self.identity.wait_verified(&topology.identity).await;
-                    topology = cluster.topology().await?;
-                }
+                let topology = self.verified_topology(cluster).await?;
                 Ok(Reader::Cluster(DirectReader::new(cluster, topology)))
             }
         }
+    }
+
+    /// The cluster's map once its masters are verified (waiting for the
+    /// maintenance task to verify them if need be, as `link.rs` does for a
+    /// standalone server).
+    async fn verified_topology(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<Arc<cluster::Topology>, StoreError> {
+        let topology = cluster.topology().await?;
+        if self.identity.is_verified(&topology.identity) || link::is_verifying() {
+            return Ok(topology);
+        }
+        self.identity.wait_verified(&topology.identity).await;
+        cluster.topology().await
     }
 
     /// The identity of the server the store talks to now: its `run_id`, or
@@ -535,14 +545,7 @@ impl RedisStore {
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
+            let (next, batch): (u64, Vec<Vec<u8>>) = scan(&mut conn, cursor, &pattern).await?;
             if !batch.is_empty() {
                 let n: u64 = conn.unlink(batch).await?;
                 deleted += n;
@@ -618,42 +621,65 @@ impl RedisStore {
             return self.cluster_info(cluster).await;
         }
         let mut conn = self.conn().await?;
-        let memory: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut conn)
-            .await?;
-        let stats: String = redis::cmd("INFO")
-            .arg("stats")
-            .query_async(&mut conn)
-            .await?;
-        let mut info = ServerInfo {
-            used_memory_human: info_field(&memory, "used_memory_human").unwrap_or_default(),
-            evicted_keys: info_field(&stats, "evicted_keys")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-            key_count: 0,
+        let memory = memory_figures(&mut conn).await?;
+        Ok(ServerInfo {
+            used_memory_human: memory.used_human,
+            evicted_keys: memory.evicted_keys,
+            key_count: count_entries(&mut conn, &self.keys).await?,
             masters: Vec::new(),
-        };
-        let pattern = format!("{}*", self.keys.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            info.key_count += batch
-                .iter()
-                .filter(|k| !self.keys.is_bookkeeping(k))
-                .count() as u64;
-            if next == 0 {
-                return Ok(info);
-            }
-            cursor = next;
+        })
+    }
+}
+
+/// One `SCAN` step over the keys matching `pattern`.
+async fn scan<K: redis::FromRedisValue>(
+    conn: &mut impl ConnectionLike,
+    cursor: u64,
+    pattern: &str,
+) -> Result<(u64, Vec<K>), StoreError> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?)
+}
+
+/// What one server's `INFO` says of its memory.
+struct MemoryFigures {
+    used_bytes: u64,
+    used_human: String,
+    evicted_keys: u64,
+}
+
+async fn memory_figures(conn: &mut impl ConnectionLike) -> Result<MemoryFigures, StoreError> {
+    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let stats: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
+    let number = |info: &str, name| info_field(info, name).and_then(|v| v.parse().ok());
+    Ok(MemoryFigures {
+        used_bytes: number(&memory, "used_memory").unwrap_or(0),
+        used_human: info_field(&memory, "used_memory_human").unwrap_or_default(),
+        evicted_keys: number(&stats, "evicted_keys").unwrap_or(0),
+    })
+}
+
+/// The cache's entries (not its bookkeeping) on one server.
+async fn count_entries(
+    conn: &mut impl ConnectionLike,
+    keys: &KeyLayout,
+) -> Result<u64, StoreError> {
+    let pattern = format!("{}*", keys.prefix);
+    let mut cursor = 0;
+    let mut count = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = scan(conn, cursor, &pattern).await?;
+        count += batch.iter().filter(|k| !keys.is_bookkeeping(k)).count() as u64;
+        if next == 0 {
+            return Ok(count);
         }
+        cursor = next;
     }
 }
 

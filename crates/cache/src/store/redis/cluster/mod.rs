@@ -48,11 +48,11 @@ use tracing::debug;
 
 pub(crate) use self::topology::Topology;
 use self::topology::{Master, Topologies};
-use super::keys::KeyLayout;
 use super::{RedisStore, ServerInfo, evalsha, ttl_ms};
 use crate::codec::{self, Envelope, new_version};
 use crate::error::{CodecError, ConfigError, StoreError};
 use crate::invalidation::REPLAY_CHUNK;
+use crate::stats::MasterStats;
 use crate::store::{Lookup, Versions};
 
 /// Entries written at once by `set_many`, each a few concurrent steps.
@@ -69,15 +69,6 @@ pub struct MasterHealth {
     pub replicas: usize,
     /// It answered a `PING` within the call timeout.
     pub up: bool,
-}
-
-/// Figures of one master, for the stats.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct MasterInfo {
-    pub addr: String,
-    pub used_memory: u64,
-    pub evicted_keys: u64,
-    pub key_count: u64,
 }
 
 pub(crate) struct Cluster {
@@ -565,7 +556,7 @@ impl RedisStore {
                 let mut cursor: u64 = 0;
                 loop {
                     let (next, batch): (u64, Vec<String>) =
-                        scan(&mut conn, cursor, pattern).await?;
+                        super::scan(&mut conn, cursor, pattern).await?;
                     if !batch.is_empty() {
                         let groups = by_master(topology, batch.into_iter().enumerate())?;
                         deleted += self.unlink_acknowledged(cluster, topology, groups).await?;
@@ -675,73 +666,29 @@ impl RedisStore {
         let keys = &self.keys;
         let masters = try_join_all(topology.masters.iter().map(|master| async move {
             let mut conn = master.conn.clone();
-            let (memory, stats) = info(&mut conn).await?;
-            let mut figures = MasterInfo {
-                addr: master.addr.clone(),
-                used_memory: super::info_field(&memory, "used_memory")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                evicted_keys: super::info_field(&stats, "evicted_keys")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-                key_count: 0,
-            };
-            figures.key_count = count_entries(&mut conn, keys).await?;
-            Ok::<_, StoreError>(figures)
+            let memory = super::memory_figures(&mut conn).await?;
+            let key_count = super::count_entries(&mut conn, keys).await?;
+            Ok::<_, StoreError>((master.addr.clone(), memory, key_count))
         }))
         .await?;
-        let used: u64 = masters.iter().map(|m| m.used_memory).sum();
+        let used: u64 = masters.iter().map(|(_, m, _)| m.used_bytes).sum();
         Ok(ServerInfo {
             used_memory_human: crate::stats::human_bytes(used),
-            evicted_keys: masters.iter().map(|m| m.evicted_keys).sum(),
-            key_count: masters.iter().map(|m| m.key_count).sum(),
-            masters,
+            evicted_keys: masters.iter().map(|(_, m, _)| m.evicted_keys).sum(),
+            key_count: masters.iter().map(|(.., keys)| keys).sum(),
+            masters: masters
+                .into_iter()
+                .map(|(address, memory, key_count)| MasterStats {
+                    address,
+                    memory_used: crate::stats::human_bytes(memory.used_bytes),
+                    evicted_keys: memory.evicted_keys,
+                    key_count,
+                })
+                .collect(),
         })
     }
 }
 
 fn lossy(tag: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(tag)
-}
-
-async fn scan(
-    conn: &mut MultiplexedConnection,
-    cursor: u64,
-    pattern: &str,
-) -> Result<(u64, Vec<String>), StoreError> {
-    Ok(redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?)
-}
-
-async fn info(conn: &mut MultiplexedConnection) -> Result<(String, String), StoreError> {
-    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-    let stats: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
-    Ok((memory, stats))
-}
-
-/// The cache's entries (not its bookkeeping) on one master.
-async fn count_entries(
-    conn: &mut MultiplexedConnection,
-    keys: &KeyLayout,
-) -> Result<u64, StoreError> {
-    let pattern = format!("{}*", keys.prefix);
-    let mut cursor = 0;
-    let mut count = 0;
-    loop {
-        let (next, batch) = scan(conn, cursor, &pattern).await?;
-        count += batch
-            .iter()
-            .filter(|k| !keys.is_bookkeeping(k.as_bytes()))
-            .count() as u64;
-        if next == 0 {
-            return Ok(count);
-        }
-        cursor = next;
-    }
 }
