@@ -107,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             .with_ymd_and_hms(2026, 11, 20, 0, 0, 0)
             .single()
             .unwrap_or_default(),
+        guild_skew: 0.0,
     };
     let big = GeneratorConfig {
         guilds,

@@ -21,8 +21,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::domain::{ChannelId, ClientSet, Event, GuildId, Payload, UserId};
 use crate::store::{EventStore, StoreError};
 
-/// What to generate. Events are split evenly across guilds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to generate. Events are split across guilds evenly, or by a Zipf
+/// law of the guild's index when `guild_skew` is positive.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GeneratorConfig {
     pub seed: u64,
     pub guilds: u32,
@@ -34,6 +35,11 @@ pub struct GeneratorConfig {
     pub events: u64,
     /// The instant the history ends (the analytics' `now` to use with it).
     pub end: DateTime<Utc>,
+    /// Zipf exponent of guild sizes: guild `i` (in generation order) gets
+    /// events in proportion to `1 / (i + 1)^guild_skew`, so the first guild
+    /// is the largest. 0 splits evenly (real servers are anything but
+    /// even: a benchmark wants a few busy guilds and a long tail).
+    pub guild_skew: f64,
 }
 
 impl Default for GeneratorConfig {
@@ -52,6 +58,7 @@ impl Default for GeneratorConfig {
             days: 30,
             events: 60_000,
             end: today,
+            guild_skew: 0.0,
         }
     }
 }
@@ -83,6 +90,9 @@ pub fn generated_guild_ids(config: &GeneratorConfig) -> Vec<GuildId> {
 
 /// Generates `config.events` events into `store`, in chunks of one
 /// transaction each, calling `progress(done, total)` after every chunk.
+/// Into an empty store it is a bulk load ([`EventStore::begin_bulk_load`]):
+/// the covering index is built once at the end, after the last progress
+/// call.
 /// Guilds take turns chunk by chunk, as real traffic interleaves them.
 pub async fn generate_into(
     store: &EventStore,
@@ -90,16 +100,16 @@ pub async fn generate_into(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Summary, StoreError> {
     let started = Instant::now();
-    let guilds = config.guilds.max(1);
-    let mut sims: Vec<GuildSim> = (0..guilds)
-        .map(|i| {
-            let quota = config.events / u64::from(guilds)
-                + u64::from(u64::from(i) < config.events % u64::from(guilds));
-            GuildSim::new(config, i, quota)
-        })
+    let mut sims: Vec<GuildSim> = guild_quotas(config)
+        .into_iter()
+        .zip(0..)
+        .map(|(quota, i)| GuildSim::new(config, i, quota))
         .collect();
     let mut done = 0;
     progress(0, config.events);
+    // Into an empty store, without the covering index's upkeep (built
+    // once at the end); into one that holds events, as any ingestion.
+    store.begin_bulk_load().await?;
     while sims.iter().any(|s| s.remaining > 0) {
         for sim in sims.iter_mut().filter(|s| s.remaining > 0) {
             let chunk = sim.next_chunk(CHUNK);
@@ -107,12 +117,50 @@ pub async fn generate_into(
             progress(done, config.events);
         }
     }
-    store.analyze().await?;
+    store.finish_bulk_load().await?;
     Ok(Summary {
         events: done,
         guilds: generated_guild_ids(config),
         elapsed: started.elapsed(),
     })
+}
+
+/// Events per guild, in generation order; they add up to `config.events`.
+pub fn guild_quotas(config: &GeneratorConfig) -> Vec<u64> {
+    let guilds = u64::from(config.guilds.max(1));
+    let events = config.events;
+    // A skew that is not a positive number (0, negative, NaN) is the even
+    // split, computed in integers so that it stays exactly what it was.
+    if config.guild_skew.is_nan() || config.guild_skew <= 0.0 {
+        return (0..guilds)
+            .map(|i| events / guilds + u64::from(i < events % guilds))
+            .collect();
+    }
+    let weights: Vec<f64> = (0..guilds)
+        .map(|i| 1.0 / ((i + 1) as f64).powf(config.guild_skew))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut quotas: Vec<u64> = weights
+        .iter()
+        .map(|w| (events as f64 * w / total).floor() as u64)
+        .collect();
+    // Flooring leaves fewer than `guilds` events over (rounding may even
+    // overshoot by a few at huge counts): settle the difference on the
+    // largest guilds first, so the order of sizes is kept.
+    let assigned: u64 = quotas.iter().sum();
+    if assigned <= events {
+        for i in 0..(events - assigned) {
+            quotas[(i % guilds) as usize] += 1;
+        }
+    } else {
+        let mut excess = assigned - events;
+        for q in quotas.iter_mut().rev() {
+            let take = excess.min(*q);
+            *q -= take;
+            excess -= take;
+        }
+    }
+    quotas
 }
 
 fn guild_id(seed: u64, index: u32) -> GuildId {
@@ -406,4 +454,44 @@ fn sentence(rng: &mut ChaCha8Rng) -> String {
         .map(|_| WORDS[rng.random_range(0..WORDS.len())])
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GeneratorConfig, guild_quotas};
+
+    fn config(guilds: u32, events: u64, guild_skew: f64) -> GeneratorConfig {
+        GeneratorConfig {
+            guilds,
+            events,
+            guild_skew,
+            ..GeneratorConfig::default()
+        }
+    }
+
+    #[test]
+    fn no_skew_splits_evenly_the_first_guilds_taking_the_remainder() {
+        assert_eq!(guild_quotas(&config(3, 10, 0.0)), [4, 3, 3]);
+        assert_eq!(guild_quotas(&config(4, 8, 0.0)), [2, 2, 2, 2]);
+        assert_eq!(guild_quotas(&config(3, 10, f64::NAN)), [4, 3, 3]);
+    }
+
+    #[test]
+    fn skew_follows_zipf_by_index_and_adds_up() {
+        let quotas = guild_quotas(&config(50, 2_000_000, 1.0));
+        assert_eq!(quotas.iter().sum::<u64>(), 2_000_000);
+        assert!(quotas.windows(2).all(|w| w[0] >= w[1]), "{quotas:?}");
+        // 1/H(50) of the events for the first guild, 1/50 of that for the last.
+        let h50: f64 = (1..=50).map(|i| 1.0 / f64::from(i)).sum();
+        let first = 2_000_000.0 / h50;
+        assert!((quotas[0] as f64 - first).abs() <= 1.0, "{}", quotas[0]);
+        assert!((quotas[49] as f64 - first / 50.0).abs() <= 1.0);
+    }
+
+    #[test]
+    fn skew_with_fewer_events_than_guilds_still_adds_up() {
+        let quotas = guild_quotas(&config(10, 3, 2.0));
+        assert_eq!(quotas.iter().sum::<u64>(), 3);
+        assert!(quotas.windows(2).all(|w| w[0] >= w[1]), "{quotas:?}");
+    }
 }

@@ -39,7 +39,8 @@
 //!   [`AnalyticsRows`] (serializes to the JSON array of rows);
 //!   `store.rows::<GhostRow>(&guild, since, now)` is the typed form.
 //! * [`generator`]: deterministic synthetic data ([`GeneratorConfig`],
-//!   [`generate_into`], [`generated_guild_ids`]) for demos, tests and the
+//!   [`generate_into`], [`generated_guild_ids`], [`guild_quotas`]: even or
+//!   Zipf-skewed guild sizes) for demos, tests and the
 //!   benchmark (`benches/scaling.rs`); `examples/seed.rs` shows it behind a
 //!   progress bar.
 //!
@@ -86,5 +87,5 @@ pub use domain::{
     AnalyticsKind, ChannelId, ClientSet, DEFAULT_MAX_FUTURE_SKEW, Event, EventKind, GuildId,
     Payload, Since, Snowflake, UserId, ValidationError, parse_events, parse_events_at,
 };
-pub use generator::{GeneratorConfig, Summary, generate_into, generated_guild_ids};
+pub use generator::{GeneratorConfig, Summary, generate_into, generated_guild_ids, guild_quotas};
 pub use store::{EventStore, JournalEntry, StoreError};

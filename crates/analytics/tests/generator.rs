@@ -18,6 +18,7 @@ fn config(seed: u64, guilds: u32, events: u64) -> GeneratorConfig {
         days: 30,
         events,
         end: now(),
+        guild_skew: 0.0,
     }
 }
 

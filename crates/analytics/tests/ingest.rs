@@ -589,3 +589,50 @@ async fn a_caller_that_gives_up_does_not_cut_a_batch_in_half() {
         );
     }
 }
+
+/// A bulk load (the generator into an empty store) drops the covering
+/// index and builds it again: the rebuilt index must be the migration's,
+/// and a store that already holds events keeps its index throughout.
+#[tokio::test]
+async fn a_bulk_load_rebuilds_the_migrations_covering_index() {
+    let normalized = |sql: Option<String>| {
+        sql.expect("the covering index exists")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let config = spywatcher_analytics::GeneratorConfig {
+        guilds: 2,
+        users: 30,
+        events: 3_000,
+        ..Default::default()
+    };
+    for b in [sqlite().await, postgres().await] {
+        let migrated = normalized(b.store.covering_index_definition().await.unwrap());
+        spywatcher_analytics::generate_into(&b.store, &config, |_, _| {})
+            .await
+            .unwrap();
+        let rebuilt = normalized(b.store.covering_index_definition().await.unwrap());
+        assert_eq!(rebuilt, migrated, "{}", b.name);
+
+        assert!(!b.store.begin_bulk_load().await.unwrap(), "{}: not empty", b.name);
+        assert!(
+            b.store.covering_index_definition().await.unwrap().is_some(),
+            "{}: a store with events keeps its index",
+            b.name
+        );
+
+        // A load cut short (index dropped, never finished) is healed by
+        // the next migrate, which every connect runs.
+        let empty = if b.name == "sqlite" { sqlite().await } else { postgres().await };
+        assert!(empty.store.begin_bulk_load().await.unwrap());
+        assert!(empty.store.covering_index_definition().await.unwrap().is_none());
+        empty.store.migrate().await.unwrap();
+        assert_eq!(
+            normalized(empty.store.covering_index_definition().await.unwrap()),
+            migrated,
+            "{}",
+            b.name
+        );
+    }
+}

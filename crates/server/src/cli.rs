@@ -72,4 +72,17 @@ pub struct SeedArgs {
     /// RNG seed: the same seed makes the same data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Zipf exponent of guild sizes (the first guild largest); 0 splits
+    /// the events evenly.
+    #[arg(long, default_value_t = 0.0, value_parser = guild_skew)]
+    pub guild_skew: f64,
+}
+
+/// A finite, non-negative exponent (a negative one would make the last
+/// guild the largest, which `--guild-skew` does not promise).
+fn guild_skew(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=10.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0 to 10")),
+    }
 }

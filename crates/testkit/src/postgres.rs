@@ -5,6 +5,8 @@
 //! databases; `scripts/test` sets it). It is dropped when the value is
 //! dropped. Databases left behind by test processes that died (their names
 //! carry the creating process id) are dropped by the next test run.
+//! [`TestDatabase::create_for_process`] does the same for a program that
+//! names its database (the workload benchmark's `spywatcher_bench_<pid>`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -69,6 +71,42 @@ impl TestDatabase {
         })
     }
 
+    /// Creates `{prefix}{pid}` on the server of `admin_url`, for a program
+    /// (the workload benchmark) that wants one database per run under a
+    /// name of its own, on a server of its choosing. Databases of that
+    /// prefix whose process is gone are dropped first, as are leftovers of
+    /// this name (a process id reused).
+    pub async fn create_for_process(admin_url: &str, prefix: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !prefix.is_empty()
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "database prefix {prefix:?}: lower-case letters, digits and underscores only"
+        );
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+        drop_stale_with_prefix(&mut admin, prefix).await?;
+        let name = format!("{prefix}{}", std::process::id());
+        // Our own prefix (checked above) and digits: safe to splice.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+                .with_context(|| format!("creating database {name}"))?;
+        }
+        Ok(Self {
+            url: with_database(admin_url, &name),
+            name,
+            admin_url: admin_url.to_owned(),
+            dropped: false,
+        })
+    }
+
     /// URL of the new database.
     pub fn url(&self) -> &str {
         &self.url
@@ -119,14 +157,19 @@ async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
 
 /// Drops test databases whose creating process is gone.
 async fn drop_stale(admin: &mut PgConnection) -> anyhow::Result<()> {
+    drop_stale_with_prefix(admin, PREFIX).await
+}
+
+/// Drops databases named `{prefix}{pid}...` whose process `pid` is gone.
+async fn drop_stale_with_prefix(admin: &mut PgConnection, prefix: &str) -> anyhow::Result<()> {
     let names: Vec<String> =
         sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
-            .bind(PREFIX)
+            .bind(prefix)
             .fetch_all(&mut *admin)
             .await?;
     for name in names {
         let pid = name
-            .strip_prefix(PREFIX)
+            .strip_prefix(prefix)
             .and_then(|rest| rest.split('_').next())
             .unwrap_or_default();
         let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();

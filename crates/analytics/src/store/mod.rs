@@ -94,12 +94,103 @@ impl EventStore {
         Ok(store)
     }
 
-    /// Applies pending migrations (idempotent; `connect` already does it).
+    /// Applies pending migrations (idempotent; `connect` already does it),
+    /// and builds the covering index again if a bulk load was cut short
+    /// before [`finish_bulk_load`](Self::finish_bulk_load).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Postgres(pool) => postgres::migrate(pool).await,
-            Backend::Sqlite(pool) => sqlite::migrate(pool).await,
+            Backend::Postgres(pool) => postgres::migrate(pool).await?,
+            Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
         }
+        if !self.covering_index_exists().await? {
+            self.create_covering_index().await?;
+        }
+        Ok(())
+    }
+
+    /// Prepares an empty store for a bulk load (the generator's millions of
+    /// events): drops the covering index the analytics read, so that rows
+    /// go in without its upkeep. Maintaining it row by row costs a random
+    /// index write per event, several times the insert itself; building it
+    /// once at the end is a sort. Returns whether it did (false, and
+    /// nothing changed, when the store already holds events: readers may
+    /// be using it). Follow with [`finish_bulk_load`](Self::finish_bulk_load);
+    /// a load cut short is healed by the next [`migrate`](Self::migrate)
+    /// (every `connect`).
+    pub async fn begin_bulk_load(&self) -> Result<bool, StoreError> {
+        let empty: bool = with_pool!(self, |pool| sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM events)"
+        )
+        .fetch_one(pool)
+        .await)?;
+        if empty {
+            with_pool!(self, |pool| sqlx::query(
+                "DROP INDEX IF EXISTS events_guild_kind_time"
+            )
+            .execute(pool)
+            .await
+            .map(drop))?;
+        }
+        Ok(empty)
+    }
+
+    /// Ends a bulk load: builds the covering index if it is missing, then
+    /// refreshes the planner's statistics ([`analyze`](Self::analyze)).
+    pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
+        if !self.covering_index_exists().await? {
+            self.create_covering_index().await?;
+        }
+        self.analyze().await
+    }
+
+    async fn covering_index_exists(&self) -> Result<bool, StoreError> {
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname = 'events_guild_kind_time')",
+            )
+            .fetch_one(pool)
+            .await?,
+            Backend::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
+                 AND name = 'events_guild_kind_time')",
+            )
+            .fetch_one(pool)
+            .await?,
+        })
+    }
+
+    async fn create_covering_index(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => sqlx::query(postgres::COVERING_INDEX)
+                .execute(pool)
+                .await
+                .map(drop)?,
+            Backend::Sqlite(pool) => sqlx::query(sqlite::COVERING_INDEX)
+                .execute(pool)
+                .await
+                .map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// The covering index's definition as the database holds it, if any
+    /// (for checking that a rebuilt index is the migration's).
+    pub async fn covering_index_definition(&self) -> Result<Option<String>, StoreError> {
+        Ok(match &self.backend {
+            Backend::Postgres(pool) => sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND indexname = 'events_guild_kind_time'",
+            )
+            .fetch_optional(pool)
+            .await?,
+            Backend::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' \
+                 AND name = 'events_guild_kind_time'",
+            )
+            .fetch_optional(pool)
+            .await?,
+        })
     }
 
     /// `"postgres"` or `"sqlite"`.

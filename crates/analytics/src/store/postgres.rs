@@ -13,6 +13,11 @@ use crate::domain::Event;
 /// so the bind limit (65,535) does not apply; this bounds message size.
 const ROWS_PER_STATEMENT: usize = 10_000;
 
+/// The covering index of migration 0001, built again after a bulk load
+/// (`EventStore::finish_bulk_load`); a test checks that the two agree.
+pub(crate) const COVERING_INDEX: &str = "CREATE INDEX events_guild_kind_time \
+     ON events (guild_id, kind, created_at) INCLUDE (user_id, id, username, channel_id, channel, clients)";
+
 pub(crate) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     Ok(PgPoolOptions::new()
         .max_connections(16)

@@ -14,6 +14,11 @@ use crate::domain::Event;
 /// 32,766; stay well under it.
 const ROWS_PER_STATEMENT: usize = 20_000 / COLUMN_COUNT;
 
+/// The covering index of migration 0001, built again after a bulk load
+/// (`EventStore::finish_bulk_load`); a test checks that the two agree.
+pub(crate) const COVERING_INDEX: &str = "CREATE INDEX events_guild_kind_time \
+     ON events (guild_id, kind, created_at, user_id, username, channel_id, channel, clients)";
+
 /// `sqlite://path` (`?mode=` as sqlx reads it), `sqlite::memory:`, or a plain file path
 /// (created if missing).
 pub(crate) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {

@@ -16,6 +16,7 @@ pub async fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
         users: args.users,
         days: args.days,
         events: args.events,
+        guild_skew: args.guild_skew,
         ..GeneratorConfig::default()
     };
     let summary = generate(&store, &config).await?;
