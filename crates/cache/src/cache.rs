@@ -25,6 +25,7 @@ use crate::config::{Backend, CacheConfig};
 use crate::error::{ConfigError, StoreError};
 use crate::fence::{Fence, KeyInvalidations};
 use crate::flight::Flights;
+use crate::grace::Refreshing;
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
 use crate::l1::L1;
 use crate::lock::FillWaiters;
@@ -91,6 +92,10 @@ pub enum Origin {
     Flight,
     /// This call ran the loader.
     Loader,
+    /// The entry was invalidated; this is the value it held, `age` after
+    /// its loader started (within the grace), and a refresh is under way
+    /// ([`Cache::remember_json_graced`]).
+    Stale { age: Duration },
 }
 
 impl Origin {
@@ -126,6 +131,8 @@ pub(crate) struct Inner {
     pub fill_waiters: Option<Arc<FillWaiters>>,
     /// Pause points for tests (`testing.rs`).
     pub hooks: Arc<Hooks>,
+    /// Graced entries being refreshed in the background (`grace.rs`).
+    pub refreshing: Refreshing,
 }
 
 impl Cache {
@@ -195,6 +202,7 @@ impl Cache {
             },
             keys,
             hooks,
+            refreshing: Refreshing::default(),
             store,
             pubsub,
             config,
@@ -546,6 +554,25 @@ impl Inner {
     /// looking at L1 itself: a Redis hit then fills L1 for the entry's
     /// remaining TTL.
     pub(crate) async fn fetch(&self, key: &str, fill_tags: Option<&[String]>) -> Option<Bytes> {
+        match self.look(key, fill_tags).await {
+            Some((value, tier)) => {
+                self.counters.hit(key, tier);
+                Some(value)
+            }
+            None => {
+                self.counters.miss(key);
+                None
+            }
+        }
+    }
+
+    /// [`fetch`](Self::fetch) without counting: the value and the tier it
+    /// came from.
+    pub(crate) async fn look(
+        &self,
+        key: &str,
+        fill_tags: Option<&[String]>,
+    ) -> Option<(Bytes, Tier)> {
         if !valid_key(key) {
             return None;
         }
@@ -553,10 +580,9 @@ impl Inner {
             && let Some(l1) = &self.l1
             && let Some(value) = l1.get(key).await
         {
-            self.counters.hit(key, Tier::L1);
-            return Some(value);
+            return Some((value, Tier::L1));
         }
-        let found = match &self.store {
+        match &self.store {
             Store::Embedded(store) => store.get(key).await.map(|v| (v, Tier::L1)),
             Store::Redis(store) => match (&self.l1, fill_tags) {
                 (Some(l1), Some(tags)) if l1.holds_entries() => {
@@ -585,16 +611,6 @@ impl Inner {
                     .flatten()
                     .map(|v| (v, Tier::L2)),
             },
-        };
-        match found {
-            Some((value, tier)) => {
-                self.counters.hit(key, tier);
-                Some(value)
-            }
-            None => {
-                self.counters.miss(key);
-                None
-            }
         }
     }
 
@@ -621,6 +637,27 @@ impl Inner {
                 .await
                 .ok(),
         }
+    }
+
+    /// `value` as the JSON a caller gets and as the cache stores it (None
+    /// if it cannot be stored); the JSON is a slice of the stored bytes
+    /// when they are not compressed.
+    pub(crate) fn encode_json<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> (CachedJson, Option<Encoded>) {
+        let encoded = self.encode(key, value);
+        let json = match &encoded {
+            Some(encoded) => json_of(key, &encoded.bytes),
+            None => None,
+        }
+        .unwrap_or_else(|| {
+            let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+            let digest = codec::digest(&bytes);
+            CachedJson { bytes, digest }
+        });
+        (json, encoded)
     }
 
     pub(crate) fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Option<Encoded> {

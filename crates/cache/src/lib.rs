@@ -72,6 +72,7 @@ pub mod error;
 mod fence;
 mod flight;
 mod glob;
+mod grace;
 mod invalidation;
 pub mod journal;
 mod l1;
@@ -89,7 +90,7 @@ pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation, now_ms};
 pub use pubsub::{Message, PubSub, Subscription};
-pub use stats::{CacheStats, MasterStats, TypeStats};
+pub use stats::{CacheStats, MasterStats, Staleness, TypeStats};
 pub use store::MasterHealth;
 
 /// The exact `redis` connection set-up of the Redis store, for benchmarks

@@ -74,17 +74,7 @@ impl Cache {
         let decode = |encoded: &Bytes| json_of(key, encoded);
         let load = || async {
             let value = loader().await?;
-            let encoded = self.inner.encode(key, &value);
-            let json = match &encoded {
-                Some(encoded) => json_of(key, &encoded.bytes),
-                None => None,
-            }
-            .unwrap_or_else(|| {
-                let bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-                let digest = codec::digest(&bytes);
-                CachedJson { bytes, digest }
-            });
-            Ok((json, encoded))
+            Ok(self.inner.encode_json(key, &value))
         };
         self.remember_with(key, ttl, tags, decode, load).await
     }
@@ -124,6 +114,28 @@ impl Cache {
         {
             return Ok((value, Origin::Cache));
         }
+        self.fill(key, ttl, tags, decode, load).await
+    }
+
+    /// The miss path of [`remember_with`](Self::remember_with): one loader
+    /// per key in this process and per expiry across processes, its result
+    /// stored unless an invalidation overtook it. A graced entry's
+    /// background refresh starts here (it is not a read: nothing is counted
+    /// as a hit or a miss).
+    pub(crate) async fn fill<R, E, D, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        tags: Vec<String>,
+        decode: D,
+        load: F,
+    ) -> Result<(R, Origin), E>
+    where
+        D: Fn(&Bytes) -> Option<R>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(R, Option<Encoded>), E>>,
+    {
+        let inner = &self.inner;
         // The fence is taken before the loader runs: it keeps later callers
         // out of this load, and keeps its result out of L1, once an
         // invalidation of the tags begins.

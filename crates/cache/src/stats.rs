@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 struct Hits {
     hits: Striped,
     misses: Striped,
+    stale: Striped,
 }
 
 /// A counter bumped on every read: spread over cache lines, one per thread
@@ -60,6 +61,12 @@ pub(crate) struct Counters {
     pub skipped: AtomicU64,
     pub journaled: AtomicU64,
     pub compression_saved: AtomicU64,
+    /// Graced reads served stale (`grace.rs`), the sum and the largest of
+    /// the ages served, and the background refreshes started.
+    pub stale: Striped,
+    pub staleness_sum_ms: AtomicU64,
+    pub staleness_max_ms: AtomicU64,
+    pub refreshes: AtomicU64,
     /// Per key group (configured prefixes), then "other".
     groups: Vec<(String, Hits)>,
 }
@@ -83,6 +90,10 @@ impl Counters {
             skipped: AtomicU64::new(0),
             journaled: AtomicU64::new(0),
             compression_saved: AtomicU64::new(0),
+            stale: Striped::default(),
+            staleness_sum_ms: AtomicU64::new(0),
+            staleness_max_ms: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
             groups,
         }
     }
@@ -110,6 +121,15 @@ impl Counters {
         self.group(key).misses.add(1);
     }
 
+    /// A graced read served a value `age` old.
+    pub fn stale(&self, key: &str, age: std::time::Duration) {
+        self.stale.add(1);
+        self.group(key).stale.add(1);
+        let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        self.staleness_sum_ms.fetch_add(ms, Ordering::Relaxed);
+        self.staleness_max_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -120,10 +140,11 @@ impl Counters {
         let l2_hits = self.l2_hits.get();
         let hits = l1_hits + l2_hits;
         let misses = self.misses.get();
+        let stale = self.stale.get();
         CacheStats {
             hits,
             misses,
-            hit_rate: hit_rate(hits, misses),
+            hit_rate: hit_rate(hits, misses + stale),
             memory_used: server.memory_used,
             evicted_keys: server.evicted_keys,
             key_count: server.key_count,
@@ -140,15 +161,22 @@ impl Counters {
             circuit: circuit.to_string(),
             backend: backend.to_string(),
             masters: server.masters,
+            stale,
+            staleness: Staleness {
+                max_ms: get(&self.staleness_max_ms),
+                mean_ms: get(&self.staleness_sum_ms).checked_div(stale).unwrap_or(0),
+            },
+            refreshes: get(&self.refreshes),
             by_type: self
                 .groups
                 .iter()
                 .map(|(name, h)| {
-                    let (hits, misses) = (h.hits.get(), h.misses.get());
+                    let (hits, misses, stale) = (h.hits.get(), h.misses.get(), h.stale.get());
                     let stats = TypeStats {
                         hits,
                         misses,
-                        hit_rate: hit_rate(hits, misses),
+                        stale,
+                        hit_rate: hit_rate(hits, misses + stale),
                     };
                     (name.trim_end_matches(':').to_string(), stats)
                 })
@@ -174,9 +202,10 @@ pub(crate) struct ServerFigures {
     pub masters: Vec<MasterStats>,
 }
 
-/// A percentage with two decimals; 0 before any lookup.
-fn hit_rate(hits: u64, misses: u64) -> f64 {
-    let total = hits + misses;
+/// A percentage with two decimals; 0 before any lookup. `others`: the
+/// reads that did not hit (misses, and stale serves).
+fn hit_rate(hits: u64, others: u64) -> f64 {
+    let total = hits + others;
     if total == 0 {
         return 0.0;
     }
@@ -191,7 +220,8 @@ fn hit_rate(hits: u64, misses: u64) -> f64 {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
-    /// Percentage of lookups that hit, two decimals.
+    /// Percentage of reads served fresh from the cache, two decimals (a
+    /// stale serve counts as a read that did not hit).
     pub hit_rate: f64,
     /// Redis' `used_memory_human`, or the embedded store's weighted size
     /// (what its entries cost the process, bookkeeping included).
@@ -222,7 +252,26 @@ pub struct CacheStats {
     /// their sums); absent otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masters: Vec<MasterStats>,
+    /// Graced reads served a stale value within their grace (expire by tag).
+    #[serde(default)]
+    pub stale: u64,
+    /// How old the stale values served were.
+    #[serde(default)]
+    pub staleness: Staleness,
+    /// Background refreshes started by stale reads.
+    #[serde(default)]
+    pub refreshes: u64,
     pub by_type: BTreeMap<String, TypeStats>,
+}
+
+/// The age of the stale values served (from the start of the load that
+/// produced each to the read that served it), in milliseconds: never more
+/// than the grace of its entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Staleness {
+    pub max_ms: u64,
+    pub mean_ms: u64,
 }
 
 /// One master of a Redis Cluster, as [`CacheStats::masters`] reports it.
@@ -242,6 +291,8 @@ pub struct MasterStats {
 pub struct TypeStats {
     pub hits: u64,
     pub misses: u64,
+    #[serde(default)]
+    pub stale: u64,
     pub hit_rate: f64,
 }
 

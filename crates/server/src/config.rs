@@ -59,6 +59,11 @@ pub struct Settings {
     pub cache_prefix: String,
     /// TTL per analytics (SPEC 2.3), overridable by `CACHE_TTL_<KIND>` in seconds.
     pub ttls: HashMap<AnalyticsKind, Duration>,
+    /// Grace per analytics (`CACHE_GRACE_<KIND>` in seconds; absent: strict).
+    /// With a grace, an event marks the analytics stale instead of gone: a
+    /// read within the grace gets the previous value (`X-Cache: stale`)
+    /// while one refresh runs.
+    pub graces: HashMap<AnalyticsKind, Duration>,
     /// Bound of the in-process cache, in bytes.
     pub cache_memory_bytes: u64,
     /// Bound of the L1 tier in front of Redis, in bytes; 0 turns it off.
@@ -177,6 +182,15 @@ impl Settings {
             };
             ttls.insert(kind, ttl);
         }
+        let mut graces = HashMap::new();
+        for &kind in AnalyticsKind::ALL {
+            let variable = grace_variable(kind);
+            if let Some(secs) = vars.parse::<u64>(variable, "a number of seconds (0: strict)")?
+                && secs > 0
+            {
+                graces.insert(kind, Duration::from_secs(secs));
+            }
+        }
         let cache_prefix = vars
             .text("CACHE_PREFIX")
             .unwrap_or_else(|| "spywatcher:".into());
@@ -215,6 +229,7 @@ impl Settings {
             api_token: vars.token("API_TOKEN")?,
             cache_prefix,
             ttls,
+            graces,
             l1_memory_bytes: vars
                 .parse("CACHE_L1_MAX_BYTES", "a number of bytes (0 turns L1 off)")?
                 .unwrap_or(32 * 1024 * 1024),
@@ -306,6 +321,18 @@ pub fn ttl_variable(kind: AnalyticsKind) -> &'static str {
         AnalyticsKind::Roles => "CACHE_TTL_ROLES",
         AnalyticsKind::Clients => "CACHE_TTL_CLIENTS",
         AnalyticsKind::Shifts => "CACHE_TTL_SHIFTS",
+    }
+}
+
+/// `CACHE_GRACE_GHOSTS`, `CACHE_GRACE_LURKERS`, ...
+pub fn grace_variable(kind: AnalyticsKind) -> &'static str {
+    match kind {
+        AnalyticsKind::Ghosts => "CACHE_GRACE_GHOSTS",
+        AnalyticsKind::Lurkers => "CACHE_GRACE_LURKERS",
+        AnalyticsKind::Heatmap => "CACHE_GRACE_HEATMAP",
+        AnalyticsKind::Roles => "CACHE_GRACE_ROLES",
+        AnalyticsKind::Clients => "CACHE_GRACE_CLIENTS",
+        AnalyticsKind::Shifts => "CACHE_GRACE_SHIFTS",
     }
 }
 
@@ -566,6 +593,7 @@ mod tests {
         assert_eq!(s.cache_prefix, "spywatcher:");
         assert_eq!(s.ttl(AnalyticsKind::Heatmap), Duration::from_secs(900));
         assert_eq!(s.ttl(AnalyticsKind::Clients), Duration::from_secs(120));
+        assert!(s.graces.is_empty(), "strict unless a grace is set");
         assert_eq!(s.ws_push_interval, Duration::from_secs(1));
         assert_eq!(s.ws_recompute_concurrency, 2);
         assert_eq!(s.ws_max_subscriptions, 100);
@@ -586,6 +614,7 @@ mod tests {
             (vec![("ADMIN_TOKEN", "short")], "ADMIN_TOKEN"),
             (vec![("CACHE_TTL_GHOSTS", "0")], "CACHE_TTL_GHOSTS"),
             (vec![("CACHE_TTL_ROLES", "ten")], "CACHE_TTL_ROLES"),
+            (vec![("CACHE_GRACE_SHIFTS", "-5")], "CACHE_GRACE_SHIFTS"),
             (vec![("CACHE_PREFIX", "spy*")], "CACHE_PREFIX"),
             (vec![("WS_PUSH_INTERVAL_MS", "0")], "WS_PUSH_INTERVAL_MS"),
             (vec![("WS_PUSH_INTERVAL_MS", "soon")], "WS_PUSH_INTERVAL_MS"),

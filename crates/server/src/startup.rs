@@ -17,7 +17,7 @@ use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, HttpLimits, Settings};
 use crate::rate_limit::{RateLimiter, RedisLimits};
 use crate::service::realtime::{Realtime, RealtimeSettings};
-use crate::service::{Spywatcher, journal::DatabaseJournal, keys};
+use crate::service::{CachePolicy, Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
 use crate::{http_server, routes};
 
@@ -61,7 +61,12 @@ impl Application {
             settings.api_token.clone(),
         );
         let rate_limiter = build_rate_limiter(settings).await?;
-        let service = Spywatcher::new(store, cache, settings.ttls.clone(), settings.caching);
+        let policy = CachePolicy {
+            caching: settings.caching,
+            ttls: settings.ttls.clone(),
+            graces: settings.graces.clone(),
+        };
+        let service = Spywatcher::new(store, cache, policy);
         let state = AppState::new(Shared {
             realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,

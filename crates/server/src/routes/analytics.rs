@@ -10,12 +10,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use spywatcher_analytics::{AnalyticsKind, GuildId, Since};
+use spywatcher_cache::Origin;
 
 use super::extract;
 use super::framing::OptionalJsonBody;
 use crate::auth::{Authorized, Caller, Reader};
 use crate::error::ApiError;
 use crate::rate_limit::ClientIp;
+use crate::service::cache_label;
 use crate::state::AppState;
 
 const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -127,19 +129,26 @@ async fn respond(
     if_none_match: Option<&HeaderValue>,
 ) -> Result<Response, ApiError> {
     let (json, origin) = state.service.analytics(kind, guild, since).await?;
-    if !origin.is_hit() {
+    if matches!(origin, Origin::Loader | Origin::Flight) {
         state.rate_limiter.charge_miss(caller, ip).await;
     }
     let etag = etag(json.digest);
-    let x_cache = HeaderValue::from_static(if origin.is_hit() { "hit" } else { "miss" });
+    let x_cache = HeaderValue::from_static(cache_label(origin));
+    // A stale value says how old it is (whole seconds, RFC 9111 `Age`).
+    let age = match origin {
+        Origin::Stale { age } => Some((header::AGE, HeaderValue::from(age.as_secs()))),
+        _ => None,
+    };
     if matches_etag(if_none_match, &etag) {
-        return Ok((
+        let mut response = (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag), (X_CACHE, x_cache)],
         )
-            .into_response());
+            .into_response();
+        response.headers_mut().extend(age);
+        return Ok(response);
     }
-    Ok((
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -150,7 +159,9 @@ async fn respond(
         ],
         json.bytes,
     )
-        .into_response())
+        .into_response();
+    response.headers_mut().extend(age);
+    Ok(response)
 }
 
 /// A strong validator of the body: the digest of its JSON (taken by the

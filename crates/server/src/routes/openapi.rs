@@ -28,9 +28,10 @@ fn build() -> Value {
     ]);
     let analytics_responses = json!({
         "200": {
-            "description": "The analytics rows. `X-Cache: hit|miss`, `ETag`.",
+            "description": "The analytics rows. `X-Cache: hit|miss|stale` (stale: an analytics with a grace, `CACHE_GRACE_<TYPE>`, served within it while it is refreshed; `Age` then says how old it is), `ETag`.",
             "headers": {
-                "X-Cache": { "schema": { "type": "string", "enum": ["hit", "miss"] } },
+                "X-Cache": { "schema": { "type": "string", "enum": ["hit", "miss", "stale"] } },
+                "Age": { "description": "Only with `X-Cache: stale`: seconds since the value was computed", "schema": { "type": "integer" } },
                 "ETag": { "schema": { "type": "string" } }
             },
             "content": { "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } }

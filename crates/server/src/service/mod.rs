@@ -24,65 +24,102 @@ pub struct Spywatcher {
     pub store: EventStore,
     pub cache: Cache,
     /// Shared: the state is cloned for every request.
-    ttls: Arc<HashMap<AnalyticsKind, Duration>>,
+    policy: Arc<CachePolicy>,
     requests: Arc<RequestCounters>,
     queries: Arc<QueryCounters>,
-    /// False: the cache is bypassed (`CACHE_ENABLED=false`).
-    caching: bool,
+}
+
+/// How the analytics are cached.
+#[derive(Debug, Clone, Default)]
+pub struct CachePolicy {
+    /// False: the cache is bypassed, every analytics request is computed
+    /// by the database and events invalidate nothing (`CACHE_ENABLED`).
+    pub caching: bool,
+    /// TTL per analytics (SPEC 2.3 when absent).
+    pub ttls: HashMap<AnalyticsKind, Duration>,
+    /// Grace per analytics (expire by tag); absent: delete by tag.
+    pub graces: HashMap<AnalyticsKind, Duration>,
 }
 
 impl Spywatcher {
-    /// `caching` false: every analytics request is computed by the
-    /// database, and events invalidate nothing (`CACHE_ENABLED`).
-    pub fn new(
-        store: EventStore,
-        cache: Cache,
-        ttls: HashMap<AnalyticsKind, Duration>,
-        caching: bool,
-    ) -> Self {
+    pub fn new(store: EventStore, cache: Cache, policy: CachePolicy) -> Self {
         Spywatcher {
             store,
             cache,
-            ttls: Arc::new(ttls),
+            policy: Arc::new(policy),
             requests: Arc::new(RequestCounters::new()),
             queries: Arc::new(QueryCounters::new()),
-            caching,
         }
     }
 
     fn ttl(&self, kind: AnalyticsKind) -> Duration {
-        self.ttls
+        self.policy
+            .ttls
             .get(&kind)
             .copied()
             .unwrap_or_else(|| crate::config::default_ttl(kind))
     }
 
+    fn grace(&self, kind: AnalyticsKind) -> Duration {
+        self.policy.graces.get(&kind).copied().unwrap_or_default()
+    }
+
     /// One analytics as JSON (with its digest), from the cache or computed
     /// by the database.
+    ///
+    /// With a grace for `kind`, a value an event made stale may be served
+    /// within the grace ([`Origin::Stale`]) while it is refreshed.
     pub async fn analytics(
         &self,
         kind: AnalyticsKind,
         guild: &GuildId,
         since: Option<Since>,
     ) -> Result<(CachedJson, Origin), StoreError> {
-        let compute = || {
-            self.queries.analytics.increment(1);
-            self.store.analytics_now(kind, guild, since)
+        self.analytics_within(kind, guild, since, self.grace(kind))
+            .await
+    }
+
+    /// One analytics as it is now, never a stale value: for the real-time
+    /// pushes, which follow the very events that make values stale.
+    pub async fn fresh_analytics(
+        &self,
+        kind: AnalyticsKind,
+        guild: &GuildId,
+        since: Option<Since>,
+    ) -> Result<(CachedJson, Origin), StoreError> {
+        self.analytics_within(kind, guild, since, Duration::ZERO)
+            .await
+    }
+
+    async fn analytics_within(
+        &self,
+        kind: AnalyticsKind,
+        guild: &GuildId,
+        since: Option<Since>,
+        grace: Duration,
+    ) -> Result<(CachedJson, Origin), StoreError> {
+        // Owned: a graced entry's refresh runs in the background.
+        let compute = {
+            let (store, queries, guild) = (self.store.clone(), self.queries.clone(), guild.clone());
+            move || async move {
+                queries.analytics.increment(1);
+                store.analytics_now(kind, &guild, since).await
+            }
         };
-        if !self.caching {
+        if !self.policy.caching {
             let rows = compute().await?;
             let json = CachedJson::of(&rows)
                 .map_err(|e| StoreError::Corrupt(format!("analytics not serializable: {e}")))?;
-            self.requests.get(kind, false).increment(1);
+            self.requests.get(kind, Origin::Loader).increment(1);
             return Ok((json, Origin::Loader));
         }
         let key = keys::entry_key(kind, guild, since.as_ref());
         let tags = keys::entry_tags(kind, guild);
         let (json, origin) = self
             .cache
-            .remember_json(&key, self.ttl(kind), &tags, compute)
+            .remember_json_graced(&key, self.ttl(kind), grace, &tags, compute)
             .await?;
-        self.requests.get(kind, origin.is_hit()).increment(1);
+        self.requests.get(kind, origin).increment(1);
         Ok((json, origin))
     }
 
@@ -103,7 +140,7 @@ impl Spywatcher {
             .flat_map(|guild| keys::event_tags(kind, guild))
             .collect();
         self.queries.ingest.increment(1);
-        let (stored, invalidated) = if !self.caching {
+        let (stored, invalidated) = if !self.policy.caching {
             (self.store.ingest(events).await?, Some(0))
         } else if self.cache.backend_name() == "embedded" {
             let stored = self.store.ingest(events).await?;
@@ -201,8 +238,21 @@ impl QueryCounters {
 /// labelled `counter!` hashes its labels into the registry on every call,
 /// which the cached path of the analytics route notices.
 struct RequestCounters {
-    /// `[miss, hit]` per analytics, in the order of [`AnalyticsKind::ALL`].
-    counters: Vec<[metrics::Counter; 2]>,
+    /// Per analytics, in the order of [`AnalyticsKind::ALL`], one counter
+    /// per value of `X-Cache`, in the order of [`CACHE_LABELS`].
+    counters: Vec<[metrics::Counter; 3]>,
+}
+
+/// The `cache` label: what `X-Cache` says.
+const CACHE_LABELS: [&str; 3] = ["miss", "hit", "stale"];
+
+/// What `X-Cache` says of a value from `origin`.
+pub fn cache_label(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Cache => "hit",
+        Origin::Stale { .. } => "stale",
+        Origin::Flight | Origin::Loader => "miss",
+    }
 }
 
 impl RequestCounters {
@@ -214,16 +264,21 @@ impl RequestCounters {
         RequestCounters {
             counters: AnalyticsKind::ALL
                 .iter()
-                .map(|&kind| [counter(kind, "miss"), counter(kind, "hit")])
+                .map(|&kind| CACHE_LABELS.map(|label| counter(kind, label)))
                 .collect(),
         }
     }
 
-    fn get(&self, kind: AnalyticsKind, hit: bool) -> &metrics::Counter {
+    fn get(&self, kind: AnalyticsKind, origin: Origin) -> &metrics::Counter {
         let index = AnalyticsKind::ALL
             .iter()
             .position(|&k| k == kind)
             .expect("every kind is in AnalyticsKind::ALL");
-        &self.counters[index][usize::from(hit)]
+        let label = cache_label(origin);
+        let column = CACHE_LABELS
+            .iter()
+            .position(|&l| l == label)
+            .expect("every label is in CACHE_LABELS");
+        &self.counters[index][column]
     }
 }

@@ -231,7 +231,7 @@ impl Watcher {
 /// publishes it.
 async fn recompute(hub: Arc<Hub>, guild: GuildId, kind: AnalyticsKind) -> Recomputed {
     let service = &hub.service;
-    let data = match service.analytics(kind, &guild, None).await {
+    let data = match service.fresh_analytics(kind, &guild, None).await {
         Ok((json, _)) => serde_json::from_slice::<Value>(&json.bytes),
         Err(e) => {
             warn!(guild = guild.as_str(), %kind, error = %e, "could not recompute for subscribers");
