@@ -110,12 +110,24 @@ pub async fn generate_into(
     // Into an empty store, without the covering index's upkeep (built
     // once at the end); into one that holds events, as any ingestion.
     store.begin_bulk_load().await?;
+    // One chunk is written while the next is generated (on a
+    // multi-threaded runtime the two run on two cores); one at a time, so
+    // rows keep the generation order.
+    let mut writing: Option<tokio::task::JoinHandle<Result<u64, StoreError>>> = None;
     while sims.iter().any(|s| s.remaining > 0) {
         for sim in sims.iter_mut().filter(|s| s.remaining > 0) {
             let chunk = sim.next_chunk(CHUNK);
-            done += store.ingest(&chunk).await?;
-            progress(done, config.events);
+            if let Some(previous) = writing.take() {
+                done += joined(previous.await)?;
+                progress(done, config.events);
+            }
+            let store = store.clone();
+            writing = Some(tokio::spawn(async move { store.ingest(&chunk).await }));
         }
+    }
+    if let Some(last) = writing {
+        done += joined(last.await)?;
+        progress(done, config.events);
     }
     store.finish_bulk_load().await?;
     Ok(Summary {
@@ -161,6 +173,13 @@ pub fn guild_quotas(config: &GeneratorConfig) -> Vec<u64> {
         }
     }
     quotas
+}
+
+/// The result of a chunk's write task.
+fn joined(
+    result: Result<Result<u64, StoreError>, tokio::task::JoinError>,
+) -> Result<u64, StoreError> {
+    result.map_err(|e| StoreError::Aborted(e.to_string()))?
 }
 
 fn guild_id(seed: u64, index: u32) -> GuildId {

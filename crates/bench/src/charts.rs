@@ -66,7 +66,7 @@ pub fn over_time(
             s.seconds
                 .iter()
                 .filter(|x| x.reads > 0)
-                .map(|x| (x.second as f64 + 0.5, f(x)))
+                .map(|x| (x.second as f64, f(x)))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default()
@@ -104,9 +104,20 @@ pub fn over_time(
         "{} + Redis, {busy_rate} events/s: per second of the measured window",
         database.as_str()
     );
-    draw_pair(path, &title, "second", &hit_lines, &p99_lines, |x| {
-        format!("{x:.0}")
-    })?;
+    draw_pair(
+        path,
+        &title,
+        "second of the window",
+        &hit_lines,
+        &p99_lines,
+        |x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        },
+    )?;
     Ok(true)
 }
 
@@ -243,7 +254,7 @@ fn draw_pair(
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 16))

@@ -111,10 +111,15 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
         results.push(result);
     }
 
-    let grace_reported = results
+    // A server without grace mode reports no stale serves, or none at all.
+    let grace_runs: Vec<&ScenarioResult> = results
         .iter()
         .filter(|r| r.scenario.mode == plan::Mode::Grace)
-        .all(|r| r.stats_stale.is_some());
+        .collect();
+    let grace_reported = grace_runs.is_empty()
+        || grace_runs
+            .iter()
+            .any(|r| r.counts.stale > 0 || r.stats_stale.is_some_and(|n| n > 0));
     let run = RunResults {
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         elapsed_seconds: started.elapsed().as_secs_f64(),

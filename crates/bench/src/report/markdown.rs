@@ -70,8 +70,8 @@ fn header(md: &mut String, r: &RunResults) {
     let _ = writeln!(
         md,
         "- Hit rate: `X-Cache: hit` / reads (stale answers are not hits; \"from cache\" counts \
-         `hit` + `stale`). Stats hit rate: the stats route's hits / (hits + misses) over the \
-         window. DB queries: `spywatcher_db_queries_total{{operation=\"analytics\"}}` over the \
+         `hit` + `stale`). Stats hit rate: the stats route's hits / (hits + misses + stale) \
+         over the window. DB queries: `spywatcher_db_queries_total{{operation=\"analytics\"}}` over the \
          window. Failures: non-2xx answers and requests with no answer, reads and events.\n"
     );
     if !r.grace_reported {

@@ -31,7 +31,8 @@ pub struct ScenarioResult {
     /// (`hit` + `stale`) / reads, percent: answered without waiting for the
     /// database.
     pub served_from_cache: f64,
-    /// The stats route's hits / (hits + misses) over the window, percent.
+    /// The stats route's hits / (hits + misses + stale) over the window,
+    /// percent (its own `hitRate`'s definition; no stale without grace).
     pub stats_hit_rate: Option<f64>,
     /// Stale serves the stats counted over the window (grace mode).
     pub stats_stale: Option<u64>,
@@ -101,8 +102,11 @@ impl ScenarioResult {
             mean_ms: m.latency.mean() / 1000.0,
             hit_rate: percent(m.counts.hits, reads),
             served_from_cache: percent(m.counts.hits + m.counts.stale, reads),
-            stats_hit_rate: (scenario.cache != Cache::Off && stats_hits + stats_misses > 0)
-                .then(|| percent(stats_hits, stats_hits + stats_misses)),
+            stats_hit_rate: {
+                let lookups = stats_hits + stats_misses + stats_stale.unwrap_or(0);
+                (scenario.cache != Cache::Off && lookups > 0)
+                    .then(|| percent(stats_hits, lookups))
+            },
             stats_stale,
             staleness_max_ms: after.stats.staleness_max_ms,
             staleness_mean_ms,
