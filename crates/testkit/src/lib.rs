@@ -11,7 +11,10 @@
 //!   `master_of`, `slot_of`), the `REDIS_CLUSTER_NODES` string, and failovers
 //!   (`kill_master_of`, `fail_over`, `manual_failover`).
 //! - [`postgres`]: fresh PostgreSQL databases for the database tests.
+//! - [`browser`]: a headless Chromium over WebDriver (Debian's chromium and
+//!   chromium-driver), with its console.
 
+pub mod browser;
 pub mod cluster;
 pub mod postgres;
 pub mod redis;
