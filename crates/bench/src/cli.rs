@@ -188,7 +188,7 @@ mod tests {
             ("--duration", "0"),
             ("--databases", "mysql"),
         ] {
-            let err = Args::try_parse_from(["spywatcher-bench", flag, value])
+            let err = Args::try_parse_from(["spywatcher-bench".to_owned(), format!("{flag}={value}")])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(flag), "{flag}: {err}");

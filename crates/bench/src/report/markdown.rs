@@ -81,6 +81,19 @@ fn header(md: &mut String, r: &RunResults) {
              mode, so the grace rows below ran strict.\n"
         );
     }
+    let loads: Vec<f64> = r.scenarios.iter().filter_map(|s| s.load_average).collect();
+    if let (Some(lo), Some(hi)) = (
+        loads.iter().copied().reduce(f64::min),
+        loads.iter().copied().reduce(f64::max),
+    ) {
+        let _ = writeln!(
+            md,
+            "- Machine load (1-minute load average at the end of each window): {lo:.1} … {hi:.1} \
+             on {} cores. The benchmark alone (server, database, driver) keeps about the core \
+             count busy; above that, other processes took CPU from all three alike.\n",
+            r.cores
+        );
+    }
     let failures = r.failures();
     let _ = writeln!(md, "Failed requests over the whole run: **{failures}**.\n");
 }
@@ -295,16 +308,16 @@ fn scenarios_table(md: &mut String, r: &RunResults) {
     let _ = writeln!(md, "## Every scenario\n");
     let _ = writeln!(
         md,
-        "| scenario | reads/s | p50 ms | p95 ms | p99 ms | DB queries (/ 1,000 reads) | hit rate | stats hit rate | stale serves | staleness max / mean ms | Redis memory | cache keys | events posted (/s) | failures |"
+        "| scenario | reads/s | p50 ms | p95 ms | p99 ms | DB queries (/ 1,000 reads) | hit rate | stats hit rate | stale serves | staleness max / mean ms | Redis memory | cache keys | events posted (/s) | failures | load |"
     );
     let _ = writeln!(
         md,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
     );
     for s in &r.scenarios {
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} ({:.1}) | {:.1} % | {} | {} | {} / {} | {} | {} | {} ({:.1}) | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} ({:.1}) | {:.1} % | {} | {} | {} / {} | {} | {} | {} ({:.1}) | {} | {} |",
             s.scenario,
             s.throughput,
             s.p50_ms,
@@ -322,6 +335,7 @@ fn scenarios_table(md: &mut String, r: &RunResults) {
             s.events_posted,
             s.event_rate_achieved,
             s.failures,
+            opt(s.load_average, 1),
         );
     }
     let _ = writeln!(md);

@@ -57,6 +57,9 @@ pub struct ScenarioResult {
     /// The stats' `memoryUsed` and `keyCount` after the window.
     pub cache_memory: String,
     pub cache_keys: u64,
+    /// The machine's 1-minute load average at the window's end (Linux):
+    /// what else ran beside the benchmark, which shares its cores.
+    pub load_average: Option<f64>,
     pub seconds: Vec<SecondFigures>,
 }
 
@@ -126,6 +129,7 @@ impl ScenarioResult {
             redis_memory,
             cache_memory: after.stats.memory_used.clone(),
             cache_keys: after.stats.key_count,
+            load_average: load_average(),
             counts: m.counts.clone(),
             seconds: m.seconds.clone(),
         }
@@ -139,6 +143,16 @@ impl ScenarioResult {
     pub fn is(&self, cache: Cache, mode: Mode) -> bool {
         self.scenario.cache == cache && (cache == Cache::Off || self.scenario.mode == mode)
     }
+}
+
+/// The 1-minute load average, from `/proc/loadavg` where there is one.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `a / b` when `b` is positive.
@@ -208,6 +222,7 @@ impl ScenarioResult {
             redis_memory: None,
             cache_memory: String::new(),
             cache_keys: 0,
+            load_average: None,
             seconds: Vec::new(),
         }
     }
