@@ -615,7 +615,11 @@ async fn a_bulk_load_rebuilds_the_migrations_covering_index() {
         let rebuilt = normalized(b.store.covering_index_definition().await.unwrap());
         assert_eq!(rebuilt, migrated, "{}", b.name);
 
-        assert!(!b.store.begin_bulk_load().await.unwrap(), "{}: not empty", b.name);
+        assert!(
+            !b.store.begin_bulk_load().await.unwrap(),
+            "{}: not empty",
+            b.name
+        );
         assert!(
             b.store.covering_index_definition().await.unwrap().is_some(),
             "{}: a store with events keeps its index",
@@ -624,9 +628,20 @@ async fn a_bulk_load_rebuilds_the_migrations_covering_index() {
 
         // A load cut short (index dropped, never finished) is healed by
         // the next migrate, which every connect runs.
-        let empty = if b.name == "sqlite" { sqlite().await } else { postgres().await };
+        let empty = if b.name == "sqlite" {
+            sqlite().await
+        } else {
+            postgres().await
+        };
         assert!(empty.store.begin_bulk_load().await.unwrap());
-        assert!(empty.store.covering_index_definition().await.unwrap().is_none());
+        assert!(
+            empty
+                .store
+                .covering_index_definition()
+                .await
+                .unwrap()
+                .is_none()
+        );
         empty.store.migrate().await.unwrap();
         assert_eq!(
             normalized(empty.store.covering_index_definition().await.unwrap()),

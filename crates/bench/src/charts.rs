@@ -9,7 +9,7 @@ use anyhow::{Context, anyhow};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::report::{RunResults, ScenarioResult, sweep_points};
+use crate::report::{RunResults, ScenarioResult, SweepPoint, sweep_points};
 use crate::workload::record::SecondFigures;
 
 const SIZE: (u32, u32) = (1200, 900);
@@ -24,8 +24,9 @@ fn register(font: &Path) -> anyhow::Result<()> {
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {
-            let bytes = std::fs::read(font)
-                .map_err(|e| format!("--font {}: {e} (install fonts-dejavu-core)", font.display()))?;
+            let bytes = std::fs::read(font).map_err(|e| {
+                format!("--font {}: {e} (install fonts-dejavu-core)", font.display())
+            })?;
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
             register_font(FONT, FontStyle::Normal, bytes)
                 .map_err(|_| format!("--font {}: not a TrueType font", font.display()))
@@ -127,12 +128,15 @@ pub fn event_rate(results: &RunResults, font: &Path, path: &Path) -> anyhow::Res
     let Some((database, points)) = sweep_points(results) else {
         return Ok(false);
     };
-    let points: Vec<_> = points.into_iter().filter(|(rate, _, _)| *rate > 0.0).collect();
+    let points: Vec<_> = points
+        .into_iter()
+        .filter(|(rate, _, _)| *rate > 0.0)
+        .collect();
     if points.len() < 2 {
         return Ok(false);
     }
     register(font)?;
-    let series = |pick: fn(&(f64, Option<&ScenarioResult>, Option<&ScenarioResult>)) -> Option<f64>| {
+    let series = |pick: fn(&SweepPoint<'_>) -> Option<f64>| {
         points
             .iter()
             .filter_map(|p| pick(p).map(|y| (p.0.log10(), y)))
@@ -168,14 +172,21 @@ pub fn event_rate(results: &RunResults, font: &Path, path: &Path) -> anyhow::Res
         },
     ];
     let title = format!("{} + Redis: against the event rate", database.as_str());
-    draw_pair(path, &title, "events/s (log scale)", &hit_lines, &p99_lines, |x| {
-        let rate = 10f64.powf(*x);
-        if rate >= 10.0 {
-            format!("{rate:.0}")
-        } else {
-            format!("{rate:.1}")
-        }
-    })?;
+    draw_pair(
+        path,
+        &title,
+        "events/s (log scale)",
+        &hit_lines,
+        &p99_lines,
+        |x| {
+            let rate = 10f64.powf(*x);
+            if rate >= 10.0 {
+                format!("{rate:.0}")
+            } else {
+                format!("{rate:.1}")
+            }
+        },
+    )?;
     Ok(true)
 }
 
@@ -195,7 +206,10 @@ fn draw_pair(
     let (x_min, x_max) = all_x.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
         (lo.min(x), hi.max(x))
     });
-    anyhow::ensure!(x_min.is_finite() && x_max.is_finite(), "nothing to draw in {title}");
+    anyhow::ensure!(
+        x_min.is_finite() && x_max.is_finite(),
+        "nothing to draw in {title}"
+    );
     let pad = ((x_max - x_min) * 0.05).max(0.1);
     let x_range = (x_min - pad)..(x_max + pad);
     let hit_min = hit_lines
@@ -211,9 +225,7 @@ fn draw_pair(
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let root = root
-        .titled(title, (FONT, 26))
-        .map_err(|e| anyhow!("{e}"))?;
+    let root = root.titled(title, (FONT, 26)).map_err(|e| anyhow!("{e}"))?;
     let (top, bottom) = root.split_vertically(SIZE.1 / 2 - 20);
     let panels = [
         (&top, "hit rate (%)", hit_floor..100.5, hit_lines),

@@ -7,7 +7,9 @@ use clap::{Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 /// A database the service runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Database {
     Sqlite,
@@ -25,7 +27,9 @@ impl Database {
 
 /// Where the service caches: nowhere (`CACHE_ENABLED=false`), in process,
 /// or in a Redis of the benchmark's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Cache {
     Off,
@@ -128,7 +132,10 @@ pub struct Args {
     #[arg(long)]
     pub seed_only: bool,
     /// The font of the charts' text (a TrueType file; Debian's fonts-dejavu-core).
-    #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+    #[arg(
+        long,
+        default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+    )]
     pub font: PathBuf,
 }
 
@@ -188,9 +195,10 @@ mod tests {
             ("--duration", "0"),
             ("--databases", "mysql"),
         ] {
-            let err = Args::try_parse_from(["spywatcher-bench".to_owned(), format!("{flag}={value}")])
-                .unwrap_err()
-                .to_string();
+            let err =
+                Args::try_parse_from(["spywatcher-bench".to_owned(), format!("{flag}={value}")])
+                    .unwrap_err()
+                    .to_string();
             assert!(err.contains(flag), "{flag}: {err}");
         }
     }

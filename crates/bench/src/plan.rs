@@ -170,7 +170,12 @@ mod tests {
 
     #[test]
     fn no_redis_no_sweep() {
-        let plan = scenarios(&args(&["--databases", "sqlite", "--caches", "off,embedded"]));
+        let plan = scenarios(&args(&[
+            "--databases",
+            "sqlite",
+            "--caches",
+            "off,embedded",
+        ]));
         assert_eq!(plan.len(), 2 + 3, "{plan:#?}");
     }
 }

@@ -154,7 +154,12 @@ fn write_outputs(args: &Args, run: &RunResults) -> anyhow::Result<Outcome> {
         report::render(run, args.base_rate, args.busy_rate),
     )?;
     let mut charts = Vec::new();
-    if crate::charts::over_time(run, args.busy_rate, &args.font, &args.out.join("over-time.png"))? {
+    if crate::charts::over_time(
+        run,
+        args.busy_rate,
+        &args.font,
+        &args.out.join("over-time.png"),
+    )? {
         charts.push("over-time.png");
     }
     if crate::charts::event_rate(run, &args.font, &args.out.join("event-rate.png"))? {
@@ -180,7 +185,8 @@ fn write_outputs(args: &Args, run: &RunResults) -> anyhow::Result<Outcome> {
                 .map(|(c, f)| format!(
                     "{} {} {}",
                     f.figure,
-                    c.value.map_or("n/a".into(), |v| format!("{v:.1}{}", f.unit)),
+                    c.value
+                        .map_or("n/a".into(), |v| format!("{v:.1}{}", f.unit)),
                     if c.pass { "PASS" } else { "FAIL" }
                 ))
                 .collect::<Vec<_>>()
@@ -304,7 +310,10 @@ async fn tick_until(bar: &ProgressBar, started: Instant, until: Duration) {
     }
 }
 
-async fn snapshot_all(http: &reqwest::Client, servers: &[ServerProcess]) -> anyhow::Result<Snapshot> {
+async fn snapshot_all(
+    http: &reqwest::Client,
+    servers: &[ServerProcess],
+) -> anyhow::Result<Snapshot> {
     let mut total = Snapshot::default();
     for s in servers {
         total.add(&scrape::snapshot(http, &s.base_url).await?);

@@ -220,13 +220,20 @@ weird{label="a b, \"c\"",operation="analytics"} 3 1700000000000
 
     #[test]
     fn reads_unlabelled_escaped_and_timestamped_samples() {
-        assert_eq!(metric_value(METRICS, "spywatcher_cache_hits", &[]), Some(99.0));
+        assert_eq!(
+            metric_value(METRICS, "spywatcher_cache_hits", &[]),
+            Some(99.0)
+        );
         assert_eq!(
             metric_value(METRICS, "weird", &[("label", "a b, \"c\"")]),
             Some(3.0)
         );
         assert_eq!(
-            metric_value(METRICS, "spywatcher_analytics_requests_total", &[("cache", "hit")]),
+            metric_value(
+                METRICS,
+                "spywatcher_analytics_requests_total",
+                &[("cache", "hit")]
+            ),
             Some(5.0)
         );
         assert_eq!(metric_value(METRICS, "spywatcher_cache", &[]), None);
@@ -281,7 +288,10 @@ weird{label="a b, \"c\"",operation="analytics"} 3 1700000000000
     #[test]
     fn reads_redis_info() {
         let info = "# Memory\r\nused_memory:1000\r\nused_memory_human:1000B\r\n";
-        assert_eq!(info_field(info, "used_memory_human").as_deref(), Some("1000B"));
+        assert_eq!(
+            info_field(info, "used_memory_human").as_deref(),
+            Some("1000B")
+        );
         assert_eq!(info_field(info, "used_memory").as_deref(), Some("1000"));
         assert_eq!(info_field(info, "maxmemory"), None);
     }

@@ -138,7 +138,12 @@ pub fn redact(url: &str) -> String {
     let rest = &url[scheme_end..];
     match (rest.find('@'), rest.find(':')) {
         (Some(at), Some(colon)) if colon < at => {
-            format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..])
+            format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            )
         }
         _ => url.to_owned(),
     }

@@ -87,8 +87,8 @@ impl ServerProcess {
         std::fs::create_dir_all(workdir)
             .with_context(|| format!("creating {}", workdir.display()))?;
         let log = workdir.join(format!("server-{port}.log"));
-        let log_file = std::fs::File::create(&log)
-            .with_context(|| format!("creating {}", log.display()))?;
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(binary);
         cmd.arg("serve")
             .current_dir(workdir)
@@ -124,11 +124,7 @@ impl ServerProcess {
                     self.log_tail()
                 );
             }
-            let answer = http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
+            let answer = http.get(&url).timeout(Duration::from_secs(2)).send().await;
             if answer.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
@@ -237,9 +233,7 @@ mod tests {
     }
 
     fn get<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        env.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     #[test]

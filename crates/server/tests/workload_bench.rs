@@ -46,7 +46,10 @@ async fn the_benchmark_runs_end_to_end_and_reports_sane_figures() {
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("## Floors at 1 events/s"), "{report}");
     assert!(report.contains("| sqlite | embedded |"), "{report}");
-    assert!(report.contains("## Strict and grace at 2 events/s"), "{report}");
+    assert!(
+        report.contains("## Strict and grace at 2 events/s"),
+        "{report}"
+    );
 
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())

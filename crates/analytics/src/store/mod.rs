@@ -145,18 +145,22 @@ impl EventStore {
 
     async fn covering_index_exists(&self) -> Result<bool, StoreError> {
         Ok(match &self.backend {
-            Backend::Postgres(pool) => sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
                  AND indexname = 'events_guild_kind_time')",
-            )
-            .fetch_one(pool)
-            .await?,
-            Backend::Sqlite(pool) => sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
                  AND name = 'events_guild_kind_time')",
-            )
-            .fetch_one(pool)
-            .await?,
+                )
+                .fetch_one(pool)
+                .await?
+            }
         })
     }
 
@@ -178,18 +182,22 @@ impl EventStore {
     /// (for checking that a rebuilt index is the migration's).
     pub async fn covering_index_definition(&self) -> Result<Option<String>, StoreError> {
         Ok(match &self.backend {
-            Backend::Postgres(pool) => sqlx::query_scalar(
-                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
                  AND indexname = 'events_guild_kind_time'",
-            )
-            .fetch_optional(pool)
-            .await?,
-            Backend::Sqlite(pool) => sqlx::query_scalar(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' \
+                )
+                .fetch_optional(pool)
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' \
                  AND name = 'events_guild_kind_time'",
-            )
-            .fetch_optional(pool)
-            .await?,
+                )
+                .fetch_optional(pool)
+                .await?
+            }
         })
     }
 

@@ -185,7 +185,11 @@ fn busy_table(md: &mut String, r: &RunResults, busy_rate: f64) {
                     let label = format!(
                         "{} {}",
                         cache.as_str(),
-                        if mode == Mode::Grace { "grace" } else { "strict" }
+                        if mode == Mode::Grace {
+                            "grace"
+                        } else {
+                            "strict"
+                        }
                     );
                     rows.push(busy_row(&label, s));
                 }
@@ -245,11 +249,13 @@ fn sweep_table(md: &mut String, r: &RunResults) {
         md,
         "| events/s | strict hit rate | strict p99 ms | strict reads/s | grace from cache | grace hit rate | grace p99 ms | grace reads/s |"
     );
-    let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for (rate, strict, grace) in sweep {
-        let f = |s: Option<&ScenarioResult>, g: fn(&ScenarioResult) -> f64, d: usize| {
-            opt(s.map(g), d)
-        };
+        let f =
+            |s: Option<&ScenarioResult>, g: fn(&ScenarioResult) -> f64, d: usize| opt(s.map(g), d);
         let _ = writeln!(
             md,
             "| {rate} | {} % | {} | {} | {} % | {} % | {} | {} |",

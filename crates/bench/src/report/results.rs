@@ -107,8 +107,7 @@ impl ScenarioResult {
             served_from_cache: percent(m.counts.hits + m.counts.stale, reads),
             stats_hit_rate: {
                 let lookups = stats_hits + stats_misses + stats_stale.unwrap_or(0);
-                (scenario.cache != Cache::Off && lookups > 0)
-                    .then(|| percent(stats_hits, lookups))
+                (scenario.cache != Cache::Off && lookups > 0).then(|| percent(stats_hits, lookups))
             },
             stats_stale,
             staleness_max_ms: after.stats.staleness_max_ms,

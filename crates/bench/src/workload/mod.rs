@@ -350,13 +350,13 @@ async fn event_stream(
                 Err(_) => 0,
             };
             drop(permit);
-            if window.second_of(Instant::now()).is_some() {
-                if let Ok(mut t) = tally.lock() {
-                    if status == 201 {
-                        t.posted += 1;
-                    } else {
-                        *t.failed.entry(status).or_default() += 1;
-                    }
+            if window.second_of(Instant::now()).is_some()
+                && let Ok(mut t) = tally.lock()
+            {
+                if status == 201 {
+                    t.posted += 1;
+                } else {
+                    *t.failed.entry(status).or_default() += 1;
                 }
             }
         });

@@ -94,7 +94,10 @@ mod tests {
         for _ in 0..40_000 {
             counts[picker.pick(&mut rng)] += 1;
         }
-        assert!(counts.iter().all(|c| (9_000..11_000).contains(c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|c| (9_000..11_000).contains(c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -228,7 +228,10 @@ mod tests {
             Served::Stale { age: Some(3) }
         );
         assert_eq!(Served::from_response(200, None, None), Served::Unmarked);
-        assert_eq!(Served::from_response(503, Some("miss"), None), Served::Failed(503));
+        assert_eq!(
+            Served::from_response(503, Some("miss"), None),
+            Served::Failed(503)
+        );
     }
 
     #[test]
