@@ -253,18 +253,24 @@ async fn run_scenario(
         Cache::Redis => cx.redis.and_then(Redis::used_memory_human),
         _ => None,
     };
+    let logs: Vec<String> = servers.iter().map(ServerProcess::log_tail).collect();
     for s in servers {
         s.stop().await;
     }
     let (measurement, before, after) = measured?;
-    Ok(ScenarioResult::new(
+    let mut result = ScenarioResult::new(
         *scenario,
         cx.args.instances,
         &measurement,
         &before,
         &after,
         redis_memory,
-    ))
+    );
+    if result.failures > 0 {
+        // What the servers said about it: the report must explain a failure.
+        result.server_log = Some(logs.join("\n"));
+    }
+    Ok(result)
 }
 
 async fn measure(
@@ -369,6 +375,15 @@ fn print_plan(args: &Args, scenarios: &[Scenario]) {
 }
 
 fn print_result(r: &ScenarioResult) {
+    if r.failures > 0 {
+        eprintln!(
+            "{}: failed reads by status {:?}, failed events by status {:?} (0: no answer); server log:\n{}",
+            r.scenario,
+            r.counts.failed,
+            r.event_failures,
+            r.server_log.as_deref().unwrap_or_default()
+        );
+    }
     eprintln!(
         "{}: {:.0} reads/s, p50 {:.2} ms, p99 {:.1} ms, hit {:.1} % (from cache {:.1} %), {:.1} DB queries / 1,000 reads, {} events, {} failures",
         r.scenario,

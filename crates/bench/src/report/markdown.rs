@@ -96,6 +96,17 @@ fn header(md: &mut String, r: &RunResults) {
     }
     let failures = r.failures();
     let _ = writeln!(md, "Failed requests over the whole run: **{failures}**.\n");
+    for s in r.scenarios.iter().filter(|s| s.failures > 0) {
+        let _ = writeln!(
+            md,
+            "- {}: reads failed by status {:?}, events by status {:?} (0: no answer). \
+             The servers' last log lines:\n\n```text\n{}\n```\n",
+            s.scenario,
+            s.counts.failed,
+            s.event_failures,
+            s.server_log.as_deref().unwrap_or_default().trim()
+        );
+    }
 }
 
 fn pass(ok: bool) -> &'static str {

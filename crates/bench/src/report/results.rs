@@ -52,6 +52,11 @@ pub struct ScenarioResult {
     pub event_rate_achieved: f64,
     /// Non-2xx answers (and requests with no answer), reads and events.
     pub failures: u64,
+    /// Event posts that failed in the window, by status (`0`: no answer).
+    pub event_failures: std::collections::BTreeMap<u16, u64>,
+    /// The servers' last log lines (warnings and errors), kept when a
+    /// request failed.
+    pub server_log: Option<String>,
     /// The private Redis' `used_memory_human` after the window.
     pub redis_memory: Option<String>,
     /// The stats' `memoryUsed` and `keyCount` after the window.
@@ -125,6 +130,8 @@ impl ScenarioResult {
             events_posted: m.events_posted,
             event_rate_achieved: m.events_posted as f64 / m.window_seconds.max(1e-9),
             failures,
+            event_failures: m.event_failures.clone(),
+            server_log: None,
             redis_memory,
             cache_memory: after.stats.memory_used.clone(),
             cache_keys: after.stats.key_count,
@@ -218,6 +225,8 @@ impl ScenarioResult {
             events_posted: 0,
             event_rate_achieved: 0.0,
             failures: 0,
+            event_failures: Default::default(),
+            server_log: None,
             redis_memory: None,
             cache_memory: String::new(),
             cache_keys: 0,
