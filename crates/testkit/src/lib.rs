@@ -11,7 +11,16 @@
 //!   `master_of`, `slot_of`), the `REDIS_CLUSTER_NODES` string, and failovers
 //!   (`kill_master_of`, `fail_over`, `manual_failover`).
 //! - [`postgres`]: fresh PostgreSQL databases for the database tests.
+//! - [`gateway`]: [`FakeGateway`](gateway::FakeGateway), a Discord gateway
+//!   on loopback (HELLO, IDENTIFY/READY, dispatches with sequence numbers,
+//!   heartbeats, RECONNECT, RESUME with replay, INVALID SESSION, close
+//!   codes) recording what the client sent, and
+//!   [`payload`](gateway::payload) builders for realistic dispatches.
+
+// The GUILD_CREATE builder is one large `json!`.
+#![recursion_limit = "256"]
 
 pub mod cluster;
+pub mod gateway;
 pub mod postgres;
 pub mod redis;
