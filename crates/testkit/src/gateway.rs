@@ -287,7 +287,12 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                     let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                     receive(&shared, connection, &out, &frame);
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) => {
+                    // Sends the close answer tungstenite has queued.
+                    let _ = sink.flush().await;
+                    break;
+                }
+                Some(Err(_)) | None => break,
                 Some(Ok(_)) => {}
             },
             next = outgoing.recv() => match next {
