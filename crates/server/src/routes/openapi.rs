@@ -122,7 +122,7 @@ fn build() -> Value {
                 "parameters": [{ "name": "guildId", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Snowflake" } }]
             })) },
             "/health/live": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
-            "/health/ready": { "get": { "summary": "Readiness: database and cache state",
+            "/health/ready": { "get": { "summary": "Readiness: database and cache state; with DISCORD_TOKEN, the gateway's (gateway.status: connecting, ready, resuming or disconnected; lastError, shard, buffered, eventsRead, eventsStored, reconnects)",
                 "responses": { "200": { "description": "Ready or degraded" }, "503": { "description": "Database unavailable" } } } },
             "/ws": { "get": {
                 "summary": "WebSocket: subscribe to guilds, receive their invalidations and fresh analytics",

@@ -11,6 +11,7 @@ mod edges;
 mod events;
 mod failover;
 mod faults;
+mod gateway;
 mod grace;
 mod health;
 mod input;
