@@ -303,7 +303,11 @@ impl Ingester {
             IdentifyLimit::Discord => IdentifyQueue::Discord(InMemoryQueue::default()),
             IdentifyLimit::Unlimited => IdentifyQueue::Unlimited,
         };
-        let mut builder = ConfigBuilder::new(config.token.clone(), intents()).queue(queue);
+        // 250, Discord's most: a GUILD_CREATE then lists the members of
+        // guilds up to that size, offline ones included, for the caches.
+        let mut builder = ConfigBuilder::new(config.token.clone(), intents())
+            .large_threshold(250)
+            .queue(queue);
         if let Some(url) = &config.gateway_url {
             builder = builder.proxy_url(url.trim_end_matches('/').to_string());
         }

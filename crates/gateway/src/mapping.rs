@@ -52,9 +52,10 @@ impl Mapper {
             GatewayEvent::GuildCreate(guild) => {
                 if let GuildCreate::Available(guild) = guild.as_ref() {
                     let id = guild.id.get();
-                    // A GUILD_CREATE after an outage or a resume brings the
-                    // whole guild again: what it no longer lists is gone.
-                    names.remove_guild(id);
+                    // A GUILD_CREATE after an outage or on a new session
+                    // lists the guild's channels and roles again: what it
+                    // no longer lists is gone.
+                    names.forget_channels_and_roles(id);
                     for channel in guild.channels.iter().chain(&guild.threads) {
                         learn_channel(names, id, channel);
                     }

@@ -59,6 +59,17 @@ impl Names {
         self.guilds.remove(&guild);
     }
 
+    /// Forgets a guild's channels and roles, not its members: a
+    /// GUILD_CREATE lists every channel and role, but a large guild's lists
+    /// only some members, and forgetting the others would lose their next
+    /// role change (an uncached member's first update only caches it).
+    pub fn forget_channels_and_roles(&mut self, guild: RawId) {
+        if let Some(names) = self.guilds.get_mut(&guild) {
+            names.channels.clear();
+            names.roles.clear();
+        }
+    }
+
     pub fn set_channel(&mut self, guild: RawId, channel: RawId, name: impl Into<String>) {
         self.guild(guild).channels.insert(channel, name.into());
     }

@@ -523,3 +523,32 @@ fn text_the_store_would_refuse_is_cleaned_not_dropped() {
     );
     assert!(event.validate().is_ok());
 }
+
+#[test]
+fn a_new_guild_create_replaces_channels_and_roles_and_keeps_members_it_omits() {
+    let mut mapper = mapper_with_guild();
+    let random = 810_000_000_000_000_002;
+    let again = payload::guild_create(
+        GUILD,
+        "the guild",
+        vec![payload::channel(GUILD, random, "random")],
+        vec![payload::role(VIP, "vip")],
+        vec![],
+    );
+    assert_eq!(map(&mut mapper, "GUILD_CREATE", again), None);
+    let names = mapper.names();
+    assert_eq!(names.channel(GUILD, GENERAL), None, "no longer listed");
+    assert_eq!(names.channel(GUILD, random), Some("random"));
+    assert_eq!(names.role(GUILD, MOD), None);
+    assert!(
+        names.member(GUILD, ANN).is_some(),
+        "a large guild's GUILD_CREATE lists only some members"
+    );
+    let leave = json!({ "id": GUILD.to_string() });
+    assert_eq!(map(&mut mapper, "GUILD_DELETE", leave), None);
+    assert_eq!(
+        mapper.names().member(GUILD, ANN),
+        None,
+        "the bot left: all gone"
+    );
+}
