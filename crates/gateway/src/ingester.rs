@@ -32,12 +32,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
+use twilight_gateway::error::{ReceiveMessageError, ReceiveMessageErrorType};
 use twilight_gateway::queue::{InMemoryQueue, Queue};
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event as GatewayEvent, EventTypeFlags, Intents, Shard, ShardId,
     ShardState, StreamExt as _,
 };
 use twilight_model::gateway::CloseCode;
+use twilight_model::gateway::event::GatewayEventDeserializer;
 
 use crate::Mapper;
 
@@ -390,8 +392,9 @@ async fn read<Q: Queue + Unpin>(
             Err(e) => {
                 // A payload twilight cannot parse (skipped), or a failed
                 // connection attempt (retried by the shard with a backoff).
-                warn!(error = %e, "Discord gateway: {e}");
-                health.set_error(e.to_string());
+                let error = describe(&e);
+                warn!("Discord gateway: {error}");
+                health.set_error(error);
                 health.set_state(state_of(shard.state()));
                 continue;
             }
@@ -459,6 +462,30 @@ async fn read<Q: Queue + Unpin>(
         if closing.is_some() && matches!(event, GatewayEvent::GatewayClose(_)) {
             break;
         }
+    }
+}
+
+/// A receive error without the payload twilight's own message carries (a
+/// GUILD_CREATE can weigh megabytes, and a message's content is not for
+/// the logs): the event type and what was wrong with it.
+fn describe(error: &ReceiveMessageError) -> String {
+    let cause = std::error::Error::source(error)
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default();
+    match error.kind() {
+        ReceiveMessageErrorType::Deserializing { event } => {
+            let parsed = GatewayEventDeserializer::from_json(event);
+            let op = parsed.as_ref().map(|p| p.op());
+            let t = parsed.as_ref().and_then(|p| p.event_type()).unwrap_or("?");
+            format!(
+                "an event could not be parsed and is skipped (op {}, t {t}){cause}",
+                op.map_or("?".to_string(), |op| op.to_string())
+            )
+        }
+        ReceiveMessageErrorType::Reconnect => {
+            format!("could not connect to the gateway (retrying){cause}")
+        }
+        _ => format!("{error}"),
     }
 }
 

@@ -294,3 +294,25 @@ async fn close_4014_is_fatal_and_names_the_intents_to_enable() {
     );
     ingester.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_twilight_cannot_parse_is_skipped_and_reported_without_its_payload() {
+    let gateway = FakeGateway::start().await;
+    let sink = MemorySink::default();
+    let ingester = Ingester::start(config(&gateway), sink.clone());
+    ready(&gateway, 1).await;
+    let mut broken = message(0);
+    broken["content"] = Value::from("a secret the logs must not hold");
+    broken.as_object_mut().unwrap().remove("author");
+    gateway.dispatch("MESSAGE_CREATE", broken);
+    gateway.dispatch("MESSAGE_CREATE", message(1));
+    sink.wait_for_count(1).await;
+    assert_eq!(sink.contents(), contents(1..2));
+    let error = ingester.health().status().last_error.unwrap_or_default();
+    assert!(
+        error.contains("MESSAGE_CREATE") && error.contains("author"),
+        "{error}"
+    );
+    assert!(!error.contains("secret"), "{error}");
+    ingester.shutdown().await;
+}
