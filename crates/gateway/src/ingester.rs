@@ -145,6 +145,12 @@ pub struct IngesterConfig {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub identify_limit: IdentifyLimit,
+    /// Store a batch's kinds at once rather than in turn. For a database
+    /// whose commits wait for a disk flush and share it (PostgreSQL: a
+    /// commit takes tens of milliseconds on a busy disk, and concurrent
+    /// ones are flushed together); not for SQLite, where concurrent write
+    /// transactions collide (`database is locked`) and are retried.
+    pub concurrent_kinds: bool,
 }
 
 impl IngesterConfig {
@@ -154,11 +160,12 @@ impl IngesterConfig {
             shard: (0, 1),
             gateway_url: None,
             buffer_capacity: 10_000,
-            batch_max: 1_000,
+            batch_max: 5_000,
             batch_wait: Duration::from_millis(5),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             identify_limit: IdentifyLimit::Discord,
+            concurrent_kinds: false,
         }
     }
 }
@@ -558,7 +565,8 @@ async fn consume<S: EventSink>(
     }
 }
 
-/// Stores a batch, one call per kind, each retried until it succeeds.
+/// Stores a batch, one call per kind, each retried until it succeeds; the
+/// kinds at once when `concurrent_kinds` is set.
 async fn store<S: EventSink>(
     sink: &S,
     batch: Vec<Event>,
@@ -573,32 +581,49 @@ async fn store<S: EventSink>(
             events.push(event);
         }
     }
-    for (kind, events) in by_kind.into_iter().filter(|(_, e)| !e.is_empty()) {
-        let mut pause = config.retry_min;
-        loop {
-            match sink.store(kind, &events).await {
-                Ok(()) => break,
-                Err(e) => {
-                    warn!(
-                        error = %e,
-                        kind = kind.as_str(),
-                        events = events.len(),
-                        retry_in_ms = pause.as_millis() as u64,
-                        "Discord gateway: could not store {} {kind} events; retrying (none is dropped): {e}",
-                        events.len()
-                    );
-                    health.set_error(format!("storing events: {e}"));
-                    metrics::counter!("spywatcher_gateway_store_retries_total").increment(1);
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(config.retry_max.max(config.retry_min));
-                }
+    let stores = by_kind
+        .iter()
+        .filter(|(_, events)| !events.is_empty())
+        .map(|(kind, events)| store_kind(sink, *kind, events, config, health));
+    if config.concurrent_kinds {
+        futures::future::join_all(stores).await;
+    } else {
+        for store in stores {
+            store.await;
+        }
+    }
+}
+
+async fn store_kind<S: EventSink>(
+    sink: &S,
+    kind: EventKind,
+    events: &[Event],
+    config: &IngesterConfig,
+    health: &GatewayHealth,
+) {
+    let mut pause = config.retry_min;
+    loop {
+        match sink.store(kind, events).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(
+                    error = %e,
+                    kind = kind.as_str(),
+                    events = events.len(),
+                    retry_in_ms = pause.as_millis() as u64,
+                    "Discord gateway: could not store {} {kind} events; retrying (none is dropped): {e}",
+                    events.len()
+                );
+                health.set_error(format!("storing events: {e}"));
+                metrics::counter!("spywatcher_gateway_store_retries_total").increment(1);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(config.retry_max.max(config.retry_min));
             }
         }
-        let stored = events.len() as u64;
-        health.0.stored.fetch_add(stored, Ordering::Relaxed);
-        metrics::counter!("spywatcher_gateway_events_total", "kind" => kind.as_str())
-            .increment(stored);
     }
+    let stored = events.len() as u64;
+    health.0.stored.fetch_add(stored, Ordering::Relaxed);
+    metrics::counter!("spywatcher_gateway_events_total", "kind" => kind.as_str()).increment(stored);
 }
 
 #[cfg(test)]

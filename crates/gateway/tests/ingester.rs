@@ -316,3 +316,34 @@ async fn an_event_twilight_cannot_parse_is_skipped_and_reported_without_its_payl
     assert!(!error.contains("secret"), "{error}");
     ingester.shutdown().await;
 }
+
+#[tokio::test]
+async fn kinds_stored_at_once_lose_nothing_when_one_fails() {
+    let gateway = FakeGateway::start().await;
+    let sink = MemorySink::default();
+    sink.failures.store(3, Ordering::SeqCst);
+    let ingester = Ingester::start(
+        IngesterConfig {
+            concurrent_kinds: true,
+            ..config(&gateway)
+        },
+        sink.clone(),
+    );
+    ready(&gateway, 1).await;
+    let ann = 830_000_000_000_000_001;
+    for n in 0..30 {
+        gateway.dispatch("MESSAGE_CREATE", message(n));
+        let typing = payload::typing_start(GUILD, CHANNEL, ann, None, 1_790_000_000 + n as u64);
+        gateway.dispatch("TYPING_START", typing);
+    }
+    sink.wait_for_count(60).await;
+    ingester.shutdown().await;
+    let stored = sink.stored.lock().unwrap().clone();
+    assert_eq!(stored.len(), 60, "none twice");
+    let messages: Vec<String> = sink
+        .contents()
+        .into_iter()
+        .filter(|c| c.starts_with('m'))
+        .collect();
+    assert_eq!(messages, contents(0..30), "in order within a kind");
+}

@@ -389,7 +389,7 @@ fn discord<F: Fn(&str) -> Option<String>>(
         .unwrap_or(10_000);
     let batch_max = vars
         .at_least_one("DISCORD_BATCH_MAX", "a number of events")?
-        .unwrap_or(1_000);
+        .unwrap_or(5_000);
     let Some(token) = vars.text("DISCORD_TOKEN") else {
         return Ok(None);
     };

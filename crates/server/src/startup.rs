@@ -9,7 +9,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spywatcher_analytics::EventStore;
 use spywatcher_cache::{Backend, Cache, CacheConfig};
-use spywatcher_gateway::ingester::Ingester;
+use spywatcher_gateway::ingester::{Ingester, IngesterConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
@@ -139,7 +139,11 @@ pub fn start_gateway(settings: &Settings, service: &Spywatcher) -> Option<Ingest
             .as_deref()
             .unwrap_or("Discord's gateway")
     );
-    Some(Ingester::start(discord.ingester_config(), service.clone()))
+    let config = IngesterConfig {
+        concurrent_kinds: service.store.backend_name() == "postgres",
+        ..discord.ingester_config()
+    };
+    Some(Ingester::start(config, service.clone()))
 }
 
 /// The longest a shutdown waits for the events read from the gateway to be
