@@ -46,6 +46,8 @@
 //!   only to a server whose identity was verified, `store/redis/link.rs`).
 //! - `codec`: values to bytes (JSON with its digest, LZ4 above a threshold)
 //!   and the envelope that records an entry's tag versions in Redis.
+//! - `grace`: expire by tag, [`Cache::remember_json_graced`]: a stale
+//!   value served within a grace while one refresh runs.
 //! - `flight`: one loader per missing key in a process; `lock`: one per
 //!   expiry across the processes that share Redis; `fence`: what a fill or
 //!   a joining caller must find unchanged.

@@ -11,6 +11,8 @@
 //!   `master_of`, `slot_of`), the `REDIS_CLUSTER_NODES` string, and failovers
 //!   (`kill_master_of`, `fail_over`, `manual_failover`).
 //! - [`postgres`]: fresh PostgreSQL databases for the database tests.
+//! - [`browser`]: a headless Chromium over WebDriver (Debian's chromium and
+//!   chromium-driver), with its console.
 //! - [`gateway`]: [`FakeGateway`](gateway::FakeGateway), a Discord gateway
 //!   on loopback (HELLO, IDENTIFY/READY, dispatches with sequence numbers,
 //!   heartbeats, RECONNECT, RESUME with replay, INVALID SESSION, close
@@ -20,6 +22,7 @@
 // The GUILD_CREATE builder is one large `json!`.
 #![recursion_limit = "256"]
 
+pub mod browser;
 pub mod cluster;
 pub mod gateway;
 pub mod postgres;

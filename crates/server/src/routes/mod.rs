@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod analytics;
+pub mod dashboard;
 pub mod events;
 pub mod extract;
 pub mod framing;
+pub mod guilds;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
@@ -54,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/admin/monitoring/cache/warm", post(cache::warm));
 
+    let guilds = Router::new().route("/api/guilds", get(guilds::list));
+
     let public = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -66,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(realtime)
         .merge(public)
+        .merge(guilds)
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))

@@ -112,7 +112,7 @@ fn build() -> Value {
                     }
                 }
             },
-            "/api/admin/monitoring/cache/stats": { "get": admin("Cache statistics: {stats, status, timestamp}", json!({})) },
+            "/api/admin/monitoring/cache/stats": { "get": admin("Cache statistics: {stats, status, journalBacklog, timestamp} (journalBacklog: invalidations the database journal holds that Redis has not taken yet)", json!({})) },
             "/api/admin/monitoring/cache/clear": { "delete": admin("Delete every entry under the cache prefix: {message, deleted, timestamp}", json!({})) },
             "/api/admin/monitoring/cache/invalidate/{tag}": { "delete": admin("Invalidate a tag: {tag, invalidated, timestamp}", json!({
                 "parameters": [{ "name": "tag", "in": "path", "required": true,
@@ -121,6 +121,18 @@ fn build() -> Value {
             "/api/admin/monitoring/cache/warm": { "post": admin("Compute and cache all six analytics of a guild", json!({
                 "parameters": [{ "name": "guildId", "in": "query", "required": true, "schema": { "$ref": "#/components/schemas/Snowflake" } }]
             })) },
+            "/api/guilds": { "get": {
+                "summary": "The guilds that have events: [{guildId}], in id order",
+                "security": [{ "bearer": [] }],
+                "responses": {
+                    "200": { "description": "The guilds", "content": { "application/json": { "schema": {
+                        "type": "array", "items": { "type": "object", "properties": { "guildId": { "$ref": "#/components/schemas/Snowflake" } } } } } } },
+                    "401": error_response("Missing or unknown token"),
+                    "403": error_response("Token lacks the read role")
+                }
+            } },
+            "/": { "get": { "summary": "The dashboard (HTML): the cache and a guild's analytics, live", "responses": { "200": { "description": "text/html" } } } },
+            "/docs": { "get": { "summary": "This document, rendered (HTML)", "responses": { "200": { "description": "text/html" } } } },
             "/health/live": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
             "/health/ready": { "get": { "summary": "Readiness: database and cache state; with DISCORD_TOKEN, the gateway's (gateway.status: connecting, ready, resuming or disconnected; lastError, shard, buffered, eventsRead, eventsStored, reconnects)",
                 "responses": { "200": { "description": "Ready or degraded" }, "503": { "description": "Database unavailable" } } } },

@@ -7,6 +7,7 @@ mod admin;
 mod analytics;
 mod auth;
 mod cache_bound;
+mod dashboard;
 mod edges;
 mod events;
 mod failover;

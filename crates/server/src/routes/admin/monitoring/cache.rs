@@ -26,9 +26,19 @@ pub fn cache_status(state: &AppState) -> &'static str {
 
 pub async fn stats(State(state): State<AppState>, _: Authorized<Administrator>) -> Json<Value> {
     let stats = state.service.cache.stats().await;
+    // Invalidations in the database journal that Redis has not taken yet
+    // (null if the database did not answer).
+    let backlog = state
+        .service
+        .store
+        .pending_invalidations()
+        .await
+        .ok()
+        .map(|pending| pending.len());
     Json(json!({
         "stats": stats,
         "status": cache_status(&state),
+        "journalBacklog": backlog,
         "timestamp": Utc::now().to_rfc3339(),
     }))
 }
