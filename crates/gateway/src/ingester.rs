@@ -230,6 +230,8 @@ struct HealthInner {
     read: AtomicU64,
     stored: AtomicU64,
     reconnects: AtomicU64,
+    /// True once the gateway has closed the connection for good.
+    closed_for_good: watch::Sender<bool>,
 }
 
 /// A copy of [`GatewayHealth`] at one moment.
@@ -258,7 +260,21 @@ impl GatewayHealth {
             read: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            closed_for_good: watch::Sender::new(false),
         }))
+    }
+
+    /// Whether the gateway has closed the connection for good (a fatal
+    /// close code: a bad token, disallowed intents, a bad shard).
+    pub fn is_closed_for_good(&self) -> bool {
+        *self.0.closed_for_good.borrow()
+    }
+
+    /// Resolves once the gateway has closed the connection for good.
+    pub async fn closed_for_good(&self) {
+        let mut closed = self.0.closed_for_good.subscribe();
+        // Err: the sender lives as long as `self`; never happens.
+        let _ = closed.wait_for(|closed| *closed).await;
     }
 
     pub fn status(&self) -> GatewayStatus {
@@ -390,8 +406,12 @@ async fn read<Q: Queue + Unpin>(
             },
         };
         let Some(item) = item else {
-            // The shard closed for good (a fatal close code, logged below).
+            // The shard closed for good (a fatal close code, logged when
+            // its close frame came).
             health.set_state(GatewayState::Disconnected);
+            if closing.is_none() {
+                health.0.closed_for_good.send_replace(true);
+            }
             break;
         };
         let event = match item {

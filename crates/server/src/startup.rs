@@ -26,6 +26,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     http: HttpLimits,
+    /// What the listener serves.
+    routes: Routes,
     /// The gateway ingester, when `DISCORD_TOKEN` is set.
     gateway: Option<Ingester>,
     /// The admin token made at start when none was configured.
@@ -33,11 +35,34 @@ pub struct Application {
 }
 
 impl Application {
+    /// The service and its HTTP API; with `DISCORD_TOKEN`, the gateway
+    /// ingester too.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        Application::build_serving(settings, Routes::Api).await
+    }
+
+    /// `spywatcher bot`: the gateway ingester, and on `PORT` only the
+    /// probes (`/health/live`, `/health/ready`, `/metrics`), no API.
+    pub async fn build_bot(settings: &Settings) -> anyhow::Result<Application> {
+        if settings.discord.is_none() {
+            return Err(crate::config::ConfigError {
+                variable: "DISCORD_TOKEN",
+                message:
+                    "spywatcher bot needs the bot's token (see README.md, Events from Discord)"
+                        .into(),
+            }
+            .into());
+        }
+        Application::build_serving(settings, Routes::Probes).await
+    }
+
+    async fn build_serving(settings: &Settings, routes: Routes) -> anyhow::Result<Application> {
         // First: metric handles taken before the recorder exists stay no-ops.
         let metrics = metrics_handle();
         let service = build_service(settings).await?;
-        let generated_admin_token = settings.admin_token.is_none().then(generate_token);
+        // The probes need no token: none is made up (and printed) for them.
+        let generated_admin_token =
+            (settings.admin_token.is_none() && routes == Routes::Api).then(generate_token);
         let admin = settings
             .admin_token
             .clone()
@@ -72,6 +97,7 @@ impl Application {
             listener,
             state,
             http: settings.http.clone(),
+            routes,
             gateway,
             generated_admin_token,
         })
@@ -91,13 +117,25 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = routes::router(self.state);
+        let app = match self.routes {
+            Routes::Api => routes::router(self.state),
+            Routes::Probes => routes::probes(self.state),
+        };
         let served = http_server::serve(self.listener, app, &self.http, shutdown).await;
         if let Some(gateway) = self.gateway {
             stop_gateway(gateway).await;
         }
         served
     }
+}
+
+/// What an [`Application`] serves over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routes {
+    /// Everything (`spywatcher serve`).
+    Api,
+    /// `/health/live`, `/health/ready` and `/metrics` (`spywatcher bot`).
+    Probes,
 }
 
 /// The service without its HTTP API: database, cache, caching policy.

@@ -12,12 +12,14 @@ use tokio::process::Command;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn bot(gateway: &FakeGateway, database_url: &str) -> Command {
+fn bot(gateway: &FakeGateway, database_url: &str, port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_spywatcher"));
     command
         .arg("bot")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
         .env("DATABASE_URL", database_url)
         .env("DISCORD_TOKEN", "test-bot-token")
         .env("DISCORD_GATEWAY_URL", gateway.url())
@@ -33,7 +35,8 @@ async fn bot_stores_the_gateway_events_and_exits_on_4014_naming_the_intents() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("bot.db").display());
     let gateway = FakeGateway::start().await;
-    let mut child = bot(&gateway, &database_url)
+    let port = spywatcher_testkit::redis::free_port();
+    let mut child = bot(&gateway, &database_url, port)
         .spawn()
         .expect("start spywatcher bot");
     // Discord's own identify queue: the first IDENTIFY does not wait.
@@ -63,6 +66,39 @@ async fn bot_stores_the_gateway_events_and_exits_on_4014_naming_the_intents() {
         assert!(Instant::now() < deadline, "the message was not stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // The probes, and nothing else, on PORT.
+    let base = format!("http://127.0.0.1:{port}");
+    // The row is visible once committed; the count moves once the
+    // invalidation and the publish after it are done too.
+    let ready = loop {
+        let ready: serde_json::Value = reqwest::get(format!("{base}/health/ready"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["gateway"]["eventsStored"] == 1 {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready["gateway"]["status"], "ready", "{ready}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("spywatcher_gateway_events_total"),
+        "{metrics}"
+    );
+    let api = reqwest::get(format!("{base}/api/analytics/ghosts?guildId={guild}"))
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404, "no API in bot mode");
 
     gateway.close(4014, "Disallowed intent(s).");
     let status = tokio::time::timeout(PATIENCE, child.wait())
@@ -97,11 +133,15 @@ async fn bot_without_a_token_names_the_variable() {
     let gateway = FakeGateway::start().await;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("bot.db").display());
-    let output = bot(&gateway, &database_url)
-        .env_remove("DISCORD_TOKEN")
-        .output()
-        .await
-        .unwrap();
+    let output = bot(
+        &gateway,
+        &database_url,
+        spywatcher_testkit::redis::free_port(),
+    )
+    .env_remove("DISCORD_TOKEN")
+    .output()
+    .await
+    .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DISCORD_TOKEN"), "{stderr}");

@@ -1,35 +1,38 @@
-//! `spywatcher bot`: the Discord gateway ingester alone, without the HTTP
-//! API, for deployments whose API instances scale separately (only one
-//! process per shard may connect).
+//! `spywatcher bot`: the Discord gateway ingester without the HTTP API, for
+//! deployments whose API instances scale separately (only one process per
+//! shard may connect). `PORT` serves the probes only: `/health/live`,
+//! `/health/ready` (with the gateway's state) and `/metrics`.
 
 use anyhow::Context;
 use tracing::info;
 
 use crate::commands::serve::shutdown_signal;
-use crate::config::{ConfigError, Settings};
-use crate::startup::{build_service, start_gateway, stop_gateway};
+use crate::config::Settings;
+use crate::startup::Application;
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    if settings.discord.is_none() {
-        return Err(ConfigError {
-            variable: "DISCORD_TOKEN",
-            message: "spywatcher bot needs the bot's token (see README.md, Discord gateway)".into(),
+    let app = Application::build_bot(settings).await?;
+    let health = app.state().gateway.clone().context("DISCORD_TOKEN")?;
+    info!(
+        port = app.port(),
+        "spywatcher bot: ingesting from the Discord gateway; /health/ready and /metrics on http://{}:{}",
+        settings.host,
+        app.port()
+    );
+    let fatal = health.clone();
+    app.run_until_stopped(async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = fatal.closed_for_good() => {}
         }
-        .into());
+    })
+    .await?;
+    if health.is_closed_for_good() {
+        anyhow::bail!(
+            "the Discord gateway closed the connection for good: {}",
+            health.status().last_error.unwrap_or_default()
+        );
     }
-    let service = build_service(settings).await?;
-    let mut gateway = start_gateway(settings, &service).context("DISCORD_TOKEN")?;
-    let health = gateway.health();
-    tokio::select! {
-        _ = shutdown_signal() => {
-            stop_gateway(gateway).await;
-            info!("spywatcher bot stopped");
-            Ok(())
-        }
-        _ = gateway.closed() => {
-            let error = health.status().last_error.unwrap_or_default();
-            stop_gateway(gateway).await;
-            anyhow::bail!("the Discord gateway closed the connection for good: {error}")
-        }
-    }
+    info!("spywatcher bot stopped");
+    Ok(())
 }
