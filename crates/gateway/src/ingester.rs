@@ -338,7 +338,9 @@ impl Ingester {
             builder = builder.proxy_url(url.trim_end_matches('/').to_string());
         }
         let shard = Shard::with_config(shard_id, builder.build());
-        let capacity = config.buffer_capacity.max(1);
+        // tokio's channel panics above its semaphore's bound; the server's
+        // settings allow far less.
+        let capacity = config.buffer_capacity.clamp(1, MAX_BUFFER_CAPACITY);
         let health = GatewayHealth::new((shard_id.number(), shard_id.total()), capacity);
         let (buffer, drain) = mpsc::channel(capacity);
         let (stop, stopped) = watch::channel(false);
@@ -375,6 +377,9 @@ impl Ingester {
         let _ = self.consumer.await;
     }
 }
+
+/// The largest buffer the ingester makes, whatever it is asked for.
+pub const MAX_BUFFER_CAPACITY: usize = 1 << 24;
 
 /// How long a shutdown waits for the gateway to answer its close frame.
 const CLOSE_BUDGET: Duration = Duration::from_secs(2);
@@ -564,7 +569,7 @@ async fn consume<S: EventSink>(
     health: GatewayHealth,
 ) {
     let batch_max = config.batch_max.max(1);
-    let mut batch = Vec::with_capacity(batch_max);
+    let mut batch = Vec::new();
     loop {
         // Zero: the reader has ended and the buffer is empty.
         if drain.recv_many(&mut batch, batch_max).await == 0 {
@@ -582,7 +587,6 @@ async fn consume<S: EventSink>(
         }
         health.set_buffered(drain.len());
         store(&sink, std::mem::take(&mut batch), &config, &health).await;
-        batch.reserve(batch_max);
     }
 }
 

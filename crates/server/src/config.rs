@@ -384,12 +384,18 @@ fn discord<F: Fn(&str) -> Option<String>>(
             message,
         })?;
     }
-    let buffer_capacity = vars
-        .at_least_one("DISCORD_BUFFER_CAPACITY", "a number of events")?
-        .unwrap_or(10_000);
-    let batch_max = vars
-        .at_least_one("DISCORD_BATCH_MAX", "a number of events")?
-        .unwrap_or(5_000);
+    let buffer_capacity = at_most(
+        "DISCORD_BUFFER_CAPACITY",
+        vars.at_least_one("DISCORD_BUFFER_CAPACITY", "a number of events")?,
+        1_000_000,
+    )?
+    .unwrap_or(10_000);
+    let batch_max = at_most(
+        "DISCORD_BATCH_MAX",
+        vars.at_least_one("DISCORD_BATCH_MAX", "a number of events")?,
+        100_000,
+    )?
+    .unwrap_or(5_000);
     let Some(token) = vars.text("DISCORD_TOKEN") else {
         return Ok(None);
     };
@@ -408,6 +414,22 @@ fn discord<F: Fn(&str) -> Option<String>>(
         batch_wait: Duration::from_millis(5),
         identify_limit: IdentifyLimit::Discord,
     }))
+}
+
+/// A count within `max` (a buffer or a batch is memory: a typo of a few
+/// digits must not ask for all of it).
+fn at_most(
+    variable: &'static str,
+    value: Option<usize>,
+    max: usize,
+) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(n) if n > max => Err(ConfigError {
+            variable,
+            message: format!("must be at most {max}, got {n}"),
+        }),
+        value => Ok(value),
+    }
 }
 
 /// `ID/COUNT`, with ID < COUNT.
@@ -788,6 +810,14 @@ mod tests {
                 "DISCORD_BUFFER_CAPACITY",
             ),
             (vec![("DISCORD_BATCH_MAX", "lots")], "DISCORD_BATCH_MAX"),
+            (
+                vec![("DISCORD_BATCH_MAX", "18446744073709551615")],
+                "DISCORD_BATCH_MAX",
+            ),
+            (
+                vec![("DISCORD_BUFFER_CAPACITY", "99999999999")],
+                "DISCORD_BUFFER_CAPACITY",
+            ),
             (vec![("DISCORD_TOKEN", "tok\u{7}en")], "DISCORD_TOKEN"),
         ] {
             let err = settings(&vars).unwrap_err();
