@@ -166,7 +166,7 @@ impl FakeGateway {
         }
     }
 
-    /// Many dispatches under one lock (the throughput benchmark's burst).
+    /// Many dispatches, in order (the throughput benchmark's burst).
     pub fn dispatch_all(&self, events: impl IntoIterator<Item = (&'static str, Value)>) {
         for (t, d) in events {
             self.dispatch(t, d);
