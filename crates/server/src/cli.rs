@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
     about = "Discord server behaviour analytics, served through a Redis-backed cache",
     long_about = "Discord server behaviour analytics, served through a Redis-backed cache.\n\n\
         Configuration comes from environment variables (and a .env file): PORT, DATABASE_URL, \
-        REDIS_URL, ADMIN_TOKEN, ... See README.md for the full list."
+        REDIS_URL, ADMIN_TOKEN, DISCORD_TOKEN, ... See README.md for the full list."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,12 +19,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (default port 3001, `PORT`).
+    /// Serve the HTTP API (default port 3001, `PORT`); with DISCORD_TOKEN
+    /// set, also ingest events from the Discord gateway.
     Serve {
         /// Fill an empty database with generated demo data first.
         #[arg(long)]
         demo: bool,
     },
+    /// Ingest events from the Discord gateway only, without the HTTP API
+    /// (needs DISCORD_TOKEN; DISCORD_SHARD=ID/COUNT, DISCORD_GATEWAY_URL).
+    Bot,
     /// Fill the database with deterministic synthetic events.
     Seed(SeedArgs),
     /// Create or update the database schema, then exit.

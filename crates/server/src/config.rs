@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use spywatcher_analytics::AnalyticsKind;
+use spywatcher_gateway::ingester::{IdentifyLimit, IngesterConfig, check_gateway_url};
 
 /// A variable with an unusable value.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,56 @@ pub struct Settings {
     /// How long the Redis rate limiter waits for Redis before the request
     /// falls back to the in-process limiter (`RATE_LIMIT_REDIS_TIMEOUT_MS`).
     pub rate_limit_redis_timeout: Duration,
+    /// The Discord gateway ingester (SPEC 2.5): set by `DISCORD_TOKEN`.
+    pub discord: Option<DiscordSettings>,
+}
+
+/// Where and how the gateway ingester connects, and its buffer.
+#[derive(Clone)]
+pub struct DiscordSettings {
+    /// `DISCORD_TOKEN`: the bot's token (never printed).
+    pub token: String,
+    /// `DISCORD_SHARD=ID/COUNT` (default `0/1`).
+    pub shard: (u32, u32),
+    /// `DISCORD_GATEWAY_URL` (default Discord's).
+    pub gateway_url: Option<String>,
+    /// Events read from the gateway and not yet stored, at most
+    /// (`DISCORD_BUFFER_CAPACITY`); a full buffer stops the reading.
+    pub buffer_capacity: usize,
+    /// Events per stored batch, at most (`DISCORD_BATCH_MAX`).
+    pub batch_max: usize,
+    /// How long a batch waits for more events once it has one.
+    pub batch_wait: Duration,
+    /// Discord's identify rate limit; tests against a fake gateway lift it.
+    pub identify_limit: IdentifyLimit,
+}
+
+impl std::fmt::Debug for DiscordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSettings")
+            .field("token", &"***")
+            .field("shard", &self.shard)
+            .field("gateway_url", &self.gateway_url)
+            .field("buffer_capacity", &self.buffer_capacity)
+            .field("batch_max", &self.batch_max)
+            .field("batch_wait", &self.batch_wait)
+            .field("identify_limit", &self.identify_limit)
+            .finish()
+    }
+}
+
+impl DiscordSettings {
+    pub fn ingester_config(&self) -> IngesterConfig {
+        IngesterConfig {
+            shard: self.shard,
+            gateway_url: self.gateway_url.clone(),
+            buffer_capacity: self.buffer_capacity,
+            batch_max: self.batch_max,
+            batch_wait: self.batch_wait,
+            identify_limit: self.identify_limit,
+            ..IngesterConfig::new(self.token.clone())
+        }
+    }
 }
 
 /// What a client connection may cost the server, in time and descriptors.
@@ -301,6 +352,7 @@ impl Settings {
             rate_limit_redis_timeout: vars
                 .positive_millis("RATE_LIMIT_REDIS_TIMEOUT_MS")?
                 .unwrap_or(Duration::from_millis(250)),
+            discord: discord(&vars)?,
         })
     }
 
@@ -310,6 +362,92 @@ impl Settings {
             .copied()
             .unwrap_or_else(|| default_ttl(kind))
     }
+}
+
+/// The gateway settings: none without `DISCORD_TOKEN`. The other
+/// variables are checked either way, so a typo is reported before it
+/// matters.
+fn discord<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<'_, F>,
+) -> Result<Option<DiscordSettings>, ConfigError> {
+    let shard = match vars.text("DISCORD_SHARD") {
+        None => (0, 1),
+        Some(text) => shard(&text).map_err(|message| ConfigError {
+            variable: "DISCORD_SHARD",
+            message,
+        })?,
+    };
+    let gateway_url = vars.text("DISCORD_GATEWAY_URL");
+    if let Some(url) = &gateway_url {
+        check_gateway_url(url).map_err(|message| ConfigError {
+            variable: "DISCORD_GATEWAY_URL",
+            message,
+        })?;
+    }
+    let buffer_capacity = at_most(
+        "DISCORD_BUFFER_CAPACITY",
+        vars.at_least_one("DISCORD_BUFFER_CAPACITY", "a number of events")?,
+        1_000_000,
+    )?
+    .unwrap_or(10_000);
+    let batch_max = at_most(
+        "DISCORD_BATCH_MAX",
+        vars.at_least_one("DISCORD_BATCH_MAX", "a number of events")?,
+        100_000,
+    )?
+    .unwrap_or(5_000);
+    let Some(token) = vars.text("DISCORD_TOKEN") else {
+        return Ok(None);
+    };
+    if !token.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        return Err(ConfigError {
+            variable: "DISCORD_TOKEN",
+            message: "must be printable ASCII (the bot token from the Developer Portal)".into(),
+        });
+    }
+    Ok(Some(DiscordSettings {
+        token,
+        shard,
+        gateway_url,
+        buffer_capacity,
+        batch_max,
+        batch_wait: Duration::from_millis(5),
+        identify_limit: IdentifyLimit::Discord,
+    }))
+}
+
+/// A count within `max` (a buffer or a batch is memory: a typo of a few
+/// digits must not ask for all of it).
+fn at_most(
+    variable: &'static str,
+    value: Option<usize>,
+    max: usize,
+) -> Result<Option<usize>, ConfigError> {
+    match value {
+        Some(n) if n > max => Err(ConfigError {
+            variable,
+            message: format!("must be at most {max}, got {n}"),
+        }),
+        value => Ok(value),
+    }
+}
+
+/// `ID/COUNT`, with ID < COUNT.
+fn shard(text: &str) -> Result<(u32, u32), String> {
+    let expected = || format!("expected ID/COUNT such as 0/1 or 3/8, got {text:?}");
+    let (id, count) = text.split_once('/').ok_or_else(expected)?;
+    let id: u32 = id.trim().parse().map_err(|_| expected())?;
+    let count: u32 = count.trim().parse().map_err(|_| expected())?;
+    if count == 0 {
+        return Err("the shard count must be at least 1".into());
+    }
+    if id >= count {
+        return Err(format!(
+            "shard id {id} is not below the shard count {count} (ids run from 0 to {})",
+            count - 1
+        ));
+    }
+    Ok((id, count))
 }
 
 /// `CACHE_TTL_GHOSTS`, `CACHE_TTL_LURKERS`, ...
@@ -655,11 +793,58 @@ mod tests {
                 vec![("RATE_LIMIT_REDIS_TIMEOUT_MS", "0")],
                 "RATE_LIMIT_REDIS_TIMEOUT_MS",
             ),
+            (vec![("DISCORD_SHARD", "1")], "DISCORD_SHARD"),
+            (vec![("DISCORD_SHARD", "2/2")], "DISCORD_SHARD"),
+            (vec![("DISCORD_SHARD", "0/0")], "DISCORD_SHARD"),
+            (vec![("DISCORD_SHARD", "a/b")], "DISCORD_SHARD"),
+            (
+                vec![("DISCORD_GATEWAY_URL", "http://gateway")],
+                "DISCORD_GATEWAY_URL",
+            ),
+            (
+                vec![("DISCORD_GATEWAY_URL", "ws://host with space")],
+                "DISCORD_GATEWAY_URL",
+            ),
+            (
+                vec![("DISCORD_BUFFER_CAPACITY", "0")],
+                "DISCORD_BUFFER_CAPACITY",
+            ),
+            (vec![("DISCORD_BATCH_MAX", "lots")], "DISCORD_BATCH_MAX"),
+            (
+                vec![("DISCORD_BATCH_MAX", "18446744073709551615")],
+                "DISCORD_BATCH_MAX",
+            ),
+            (
+                vec![("DISCORD_BUFFER_CAPACITY", "99999999999")],
+                "DISCORD_BUFFER_CAPACITY",
+            ),
+            (vec![("DISCORD_TOKEN", "tok\u{7}en")], "DISCORD_TOKEN"),
         ] {
             let err = settings(&vars).unwrap_err();
             assert_eq!(err.variable, variable, "{err}");
             assert!(err.to_string().starts_with(variable));
         }
+    }
+
+    #[test]
+    fn the_gateway_runs_only_with_a_token() {
+        let s = settings(&[("DISCORD_SHARD", "3/8")]).unwrap();
+        assert!(s.discord.is_none());
+        let s = settings(&[
+            ("DISCORD_TOKEN", "MTIz.secret"),
+            ("DISCORD_GATEWAY_URL", "ws://127.0.0.1:9000"),
+        ])
+        .unwrap();
+        let discord = s.discord.expect("a token runs the gateway");
+        assert_eq!(discord.shard, (0, 1));
+        assert_eq!(discord.gateway_url.as_deref(), Some("ws://127.0.0.1:9000"));
+        assert_eq!(discord.buffer_capacity, 10_000);
+        assert!(
+            !format!("{discord:?}").contains("secret"),
+            "the token is not printed"
+        );
+        let s = settings(&[("DISCORD_TOKEN", "t"), ("DISCORD_SHARD", " 3 / 8 ")]).unwrap();
+        assert_eq!(s.discord.unwrap().shard, (3, 8));
     }
 
     #[test]

@@ -23,8 +23,11 @@
 //!   cache miss weighing more than a hit; Redis behind a breaker), and
 //!   every error as `{"error", "message"}`. `routes/framing.rs` reads a
 //!   request body only when it is JSON, uncompressed and within the limit.
-//! - [`cli`] and [`commands`]: `serve [--demo]`, `seed`, `migrate`,
-//!   `cache {stats,clear,invalidate}`.
+//! - [`cli`] and [`commands`]: `serve [--demo]`, `bot`, `seed`, `migrate`,
+//!   `cache {stats,clear,invalidate}`. With `DISCORD_TOKEN`, `serve` also
+//!   runs the Discord gateway ingester (`spywatcher-gateway`) on the
+//!   service's own ingestion path (`service/gateway.rs`); `bot` runs it
+//!   alone.
 
 pub mod auth;
 pub mod cli;

@@ -28,6 +28,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     match &cli.command {
         Command::Serve { demo } => commands::serve::run(&settings, *demo).await,
+        Command::Bot => commands::bot::run(&settings).await,
         Command::Seed(args) => commands::seed::run(&settings, args).await,
         Command::Migrate => commands::migrate::run(&settings).await,
         Command::Cache {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use spywatcher_analytics::EventStore;
 use spywatcher_cache::{Backend, Cache, CacheConfig};
+use spywatcher_gateway::ingester::{Ingester, IngesterConfig};
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
@@ -25,31 +26,43 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     http: HttpLimits,
+    /// What the listener serves.
+    routes: Routes,
+    /// The gateway ingester, when `DISCORD_TOKEN` is set.
+    gateway: Option<Ingester>,
     /// The admin token made at start when none was configured.
     pub generated_admin_token: Option<String>,
 }
 
 impl Application {
+    /// The service and its HTTP API; with `DISCORD_TOKEN`, the gateway
+    /// ingester too.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        Application::build_serving(settings, Routes::Api).await
+    }
+
+    /// `spywatcher bot`: the gateway ingester, and on `PORT` only the
+    /// probes (`/health/live`, `/health/ready`, `/metrics`), no API.
+    pub async fn build_bot(settings: &Settings) -> anyhow::Result<Application> {
+        if settings.discord.is_none() {
+            return Err(crate::config::ConfigError {
+                variable: "DISCORD_TOKEN",
+                message:
+                    "spywatcher bot needs the bot's token (see README.md, Events from Discord)"
+                        .into(),
+            }
+            .into());
+        }
+        Application::build_serving(settings, Routes::Probes).await
+    }
+
+    async fn build_serving(settings: &Settings, routes: Routes) -> anyhow::Result<Application> {
         // First: metric handles taken before the recorder exists stay no-ops.
         let metrics = metrics_handle();
-        let store = connect_store(&settings.database_url).await?;
-        let cache = build_cache(settings, &store)?;
-        if settings.cache != CacheBackend::Embedded {
-            // The cache bounds its ping by its op timeout; this is a backstop
-            // so that no store's connection set-up can hold the start.
-            if tokio::time::timeout(START_PING_BUDGET, cache.ping())
-                .await
-                .unwrap_or(false)
-            {
-                info!("Redis connected successfully");
-            } else {
-                error!(
-                    "Redis connection error: no answer at start; serving from the database until it answers"
-                );
-            }
-        }
-        let generated_admin_token = settings.admin_token.is_none().then(generate_token);
+        let service = build_service(settings).await?;
+        // The probes need no token: none is made up (and printed) for them.
+        let generated_admin_token =
+            (settings.admin_token.is_none() && routes == Routes::Api).then(generate_token);
         let admin = settings
             .admin_token
             .clone()
@@ -61,13 +74,15 @@ impl Application {
             settings.api_token.clone(),
         );
         let rate_limiter = build_rate_limiter(settings).await?;
-        let policy = CachePolicy {
-            caching: settings.caching,
-            ttls: settings.ttls.clone(),
-            graces: settings.graces.clone(),
-        };
-        let service = Spywatcher::new(store, cache, policy);
+        let address = SocketAddr::new(settings.host, settings.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("PORT: cannot listen on {address}"))?;
+        // After the last fallible step: a started ingester is not left
+        // running by a failed build.
+        let gateway = start_gateway(settings, &service);
         let state = AppState::new(Shared {
+            gateway: gateway.as_ref().map(Ingester::health),
             realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,
             tokens: Arc::new(tokens),
@@ -78,14 +93,12 @@ impl Application {
             event_max_future_skew: settings.event_max_future_skew,
             body_timeout: settings.http.body_timeout,
         });
-        let address = SocketAddr::new(settings.host, settings.port);
-        let listener = TcpListener::bind(address)
-            .await
-            .with_context(|| format!("PORT: cannot listen on {address}"))?;
         Ok(Application {
             listener,
             state,
             http: settings.http.clone(),
+            routes,
+            gateway,
             generated_admin_token,
         })
     }
@@ -98,13 +111,100 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves; requests in flight then finish.
+    /// Serves until `shutdown` resolves; requests in flight then finish,
+    /// and the gateway ingester stores what it has read.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = routes::router(self.state);
-        http_server::serve(self.listener, app, &self.http, shutdown).await
+        let app = match self.routes {
+            Routes::Api => routes::router(self.state),
+            Routes::Probes => routes::probes(self.state),
+        };
+        let served = http_server::serve(self.listener, app, &self.http, shutdown).await;
+        if let Some(gateway) = self.gateway {
+            stop_gateway(gateway).await;
+        }
+        served
+    }
+}
+
+/// What an [`Application`] serves over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Routes {
+    /// Everything (`spywatcher serve`).
+    Api,
+    /// `/health/live`, `/health/ready` and `/metrics` (`spywatcher bot`).
+    Probes,
+}
+
+/// The service without its HTTP API: database, cache, caching policy.
+/// `spywatcher bot` runs the gateway ingester on it alone.
+pub async fn build_service(settings: &Settings) -> anyhow::Result<Spywatcher> {
+    let store = connect_store(&settings.database_url).await?;
+    let cache = build_cache(settings, &store)?;
+    if settings.cache != CacheBackend::Embedded {
+        // The cache bounds its ping by its op timeout; this is a backstop
+        // so that no store's connection set-up can hold the start.
+        if tokio::time::timeout(START_PING_BUDGET, cache.ping())
+            .await
+            .unwrap_or(false)
+        {
+            info!("Redis connected successfully");
+        } else {
+            error!(
+                "Redis connection error: no answer at start; serving from the database until it answers"
+            );
+        }
+    }
+    let policy = CachePolicy {
+        caching: settings.caching,
+        ttls: settings.ttls.clone(),
+        graces: settings.graces.clone(),
+    };
+    Ok(Spywatcher::new(store, cache, policy))
+}
+
+/// Starts the gateway ingester when `DISCORD_TOKEN` is set: it stores
+/// through the service's own ingestion path.
+pub fn start_gateway(settings: &Settings, service: &Spywatcher) -> Option<Ingester> {
+    let discord = settings.discord.as_ref()?;
+    let (id, count) = discord.shard;
+    info!(
+        "Discord gateway: connecting shard {id}/{count} to {}",
+        discord
+            .gateway_url
+            .as_deref()
+            .unwrap_or("Discord's gateway")
+    );
+    let config = IngesterConfig {
+        concurrent_kinds: service.store.backend_name() == "postgres",
+        ..discord.ingester_config()
+    };
+    Some(Ingester::start(config, service.clone()))
+}
+
+/// The longest a shutdown waits for the events read from the gateway to be
+/// stored (a database that does not answer would hold it for ever).
+pub const GATEWAY_DRAIN_BUDGET: Duration = Duration::from_secs(30);
+
+/// Closes the gateway connection and stores what was read, within
+/// [`GATEWAY_DRAIN_BUDGET`].
+pub async fn stop_gateway(gateway: Ingester) {
+    let health = gateway.health();
+    if tokio::time::timeout(GATEWAY_DRAIN_BUDGET, gateway.shutdown())
+        .await
+        .is_err()
+    {
+        let status = health.status();
+        error!(
+            "Discord gateway: {} events read were not stored within {} s of the shutdown (last error: {})",
+            status.read - status.stored,
+            GATEWAY_DRAIN_BUDGET.as_secs(),
+            status.last_error.unwrap_or_default()
+        );
+    } else {
+        info!("Discord gateway: connection closed, every event read is stored");
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use spywatcher_gateway::ingester::GatewayHealth;
 
 use crate::auth::Tokens;
 use crate::auth::failures::AuthFailures;
@@ -33,6 +34,8 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub service: Spywatcher,
+    /// The gateway ingester's state, when it runs in this process.
+    pub gateway: Option<GatewayHealth>,
     /// The guild feeds of the WebSocket connections.
     pub realtime: Realtime,
     pub tokens: Arc<Tokens>,

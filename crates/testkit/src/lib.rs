@@ -13,8 +13,17 @@
 //! - [`postgres`]: fresh PostgreSQL databases for the database tests.
 //! - [`browser`]: a headless Chromium over WebDriver (Debian's chromium and
 //!   chromium-driver), with its console.
+//! - [`gateway`]: [`FakeGateway`](gateway::FakeGateway), a Discord gateway
+//!   on loopback (HELLO, IDENTIFY/READY, dispatches with sequence numbers,
+//!   heartbeats, RECONNECT, RESUME with replay, INVALID SESSION, close
+//!   codes) recording what the client sent, and
+//!   [`payload`](gateway::payload) builders for realistic dispatches.
+
+// The GUILD_CREATE builder is one large `json!`.
+#![recursion_limit = "256"]
 
 pub mod browser;
 pub mod cluster;
+pub mod gateway;
 pub mod postgres;
 pub mod redis;

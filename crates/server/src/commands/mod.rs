@@ -1,5 +1,6 @@
 //! One module per command of the CLI.
 
+pub mod bot;
 pub mod cache;
 pub mod migrate;
 pub mod seed;

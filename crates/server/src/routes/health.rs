@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::{Value, json};
+use spywatcher_gateway::ingester::GatewayStatus;
 
 use crate::routes::admin::monitoring::cache::cache_status;
 use crate::state::AppState;
@@ -41,7 +42,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             })
             .collect();
     }
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "database": {
             "status": if database_up { "up" } else { "down" },
@@ -50,5 +51,24 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "cache": cache_body,
         "timestamp": Utc::now().to_rfc3339(),
     });
+    // Reported, not a reason to be unready: the API serves what is stored
+    // whatever the gateway's state.
+    if let Some(gateway) = &state.gateway {
+        body["gateway"] = gateway_body(&gateway.status());
+    }
     (code, Json(body))
+}
+
+fn gateway_body(status: &GatewayStatus) -> Value {
+    let (id, count) = status.shard;
+    json!({
+        "status": status.state.as_str(),
+        "shard": format!("{id}/{count}"),
+        "lastError": status.last_error,
+        "buffered": status.buffered,
+        "bufferCapacity": status.capacity,
+        "eventsRead": status.read,
+        "eventsStored": status.stored,
+        "reconnects": status.reconnects,
+    })
 }

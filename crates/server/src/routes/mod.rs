@@ -80,6 +80,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The probes alone, for `spywatcher bot` (no API: nothing to
+/// authenticate): `/health/live`, `/health/ready`, `/metrics`.
+pub fn probes(state: AppState) -> Router {
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
 /// The span of a request: method and path, not the query string, which may
 /// carry a WebSocket client's `?token=`.
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {

@@ -2,6 +2,7 @@
 //! precise invalidation, and their real-time pushes ([`realtime`]). It joins
 //! the two libraries and knows nothing of HTTP; the routes call it.
 
+pub mod gateway;
 pub mod journal;
 pub mod keys;
 pub mod realtime;
@@ -134,6 +135,16 @@ impl Spywatcher {
     /// marked applied, not removed: it stays for the retention window, to
     /// be replayed if Redis loses or rolls back state (SPEC 1.2.11).
     pub async fn ingest(&self, kind: EventKind, events: &[Event]) -> Result<u64, StoreError> {
+        self.ingest_from(Source::Http, kind, events).await
+    }
+
+    /// [`Spywatcher::ingest`] for events from `source`, which the log names.
+    pub async fn ingest_from(
+        &self,
+        source: Source,
+        kind: EventKind,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
         let guilds: BTreeSet<&GuildId> = events.iter().map(|e| &e.guild_id).collect();
         let tags: Vec<String> = guilds
             .iter()
@@ -167,7 +178,7 @@ impl Spywatcher {
             };
             (stored, invalidated)
         };
-        log_ingested(kind, stored, guilds.len(), tags.len(), invalidated);
+        log_ingested(source, kind, stored, guilds.len(), tags.len(), invalidated);
         let timestamp = Utc::now().to_rfc3339();
         let messages: Vec<(String, serde_json::Value)> = guilds
             .iter()
@@ -197,23 +208,37 @@ impl Spywatcher {
 /// guilds invalidates 40,000 tags, whose lines (`Invalidated N cache entries
 /// for tag: T`) the cache writes at DEBUG.
 fn log_ingested(
+    source: Source,
     kind: EventKind,
     stored: u64,
     guilds: usize,
     tags: usize,
     invalidated: Option<u64>,
 ) {
+    let on = match source {
+        Source::Http => format!("on /api/events/{kind}"),
+        Source::Gateway => format!("of kind {kind} from the Discord gateway"),
+    };
     match invalidated {
         _ if tags == 0 => info!(
-            "Stored {stored} events on /api/events/{kind} (guilds: {guilds}); no cached analytics depend on them"
+            "Stored {stored} events {on} (guilds: {guilds}); no cached analytics depend on them"
         ),
         Some(entries) => info!(
-            "Invalidated {entries} cache entries for {tags} tags (guilds: {guilds}) after {stored} events on /api/events/{kind}"
+            "Invalidated {entries} cache entries for {tags} tags (guilds: {guilds}) after {stored} events {on}"
         ),
         None => info!(
-            "Invalidation of {tags} tags (guilds: {guilds}) after {stored} events on /api/events/{kind} journaled until Redis answers"
+            "Invalidation of {tags} tags (guilds: {guilds}) after {stored} events {on} journaled until Redis answers"
         ),
     }
+}
+
+/// Where ingested events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `POST /api/events/{kind}`.
+    Http,
+    /// The Discord gateway ingester (SPEC 2.5).
+    Gateway,
 }
 
 /// `spywatcher_db_queries_total{operation}`: what the service asks of the

@@ -12,6 +12,7 @@ mod edges;
 mod events;
 mod failover;
 mod faults;
+mod gateway;
 mod grace;
 mod health;
 mod input;
