@@ -362,37 +362,17 @@ async fn screenshots(browser: &Browser, dir: &str, backend: Backend) {
         return;
     }
     std::fs::create_dir_all(dir).unwrap();
-    let path = std::path::Path::new(dir);
-    browser
-        .driver
-        .set_window_rect(0, 0, 1400, 1300)
-        .await
-        .unwrap();
-    browser
-        .eval("window.scrollTo(0, 0); return true;")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    browser
-        .driver
-        .screenshot(&path.join("dashboard-desktop.png"))
-        .await
-        .unwrap();
-    browser
-        .driver
-        .set_window_rect(0, 0, 420, 1600)
-        .await
-        .unwrap();
-    browser
-        .eval("window.scrollTo(0, 0); return true;")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    browser
-        .driver
-        .screenshot(&path.join("dashboard-narrow.png"))
-        .await
-        .unwrap();
+    for (name, width, height) in [("desktop", 1400, 1300), ("narrow", 420, 1600)] {
+        let driver = &browser.driver;
+        driver.set_window_rect(0, 0, width, height).await.unwrap();
+        browser
+            .eval("window.scrollTo(0, 0); return true;")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let file = std::path::Path::new(dir).join(format!("dashboard-{name}.png"));
+        driver.screenshot(&file).await.unwrap();
+    }
     browser
         .driver
         .set_window_rect(0, 0, 1280, 1000)
