@@ -99,13 +99,9 @@ impl Spywatcher {
         since: Option<Since>,
         grace: Duration,
     ) -> Result<(CachedJson, Origin), StoreError> {
-        // Owned: a graced entry's refresh runs in the background.
-        let compute = {
-            let (store, queries, guild) = (self.store.clone(), self.queries.clone(), guild.clone());
-            move || async move {
-                queries.analytics.increment(1);
-                store.analytics_now(kind, &guild, since).await
-            }
+        let compute = || {
+            self.queries.analytics.increment(1);
+            self.store.analytics_now(kind, guild, since)
         };
         if !self.policy.caching {
             let rows = compute().await?;
@@ -116,10 +112,22 @@ impl Spywatcher {
         }
         let key = keys::entry_key(kind, guild, since.as_ref());
         let tags = keys::entry_tags(kind, guild);
-        let (json, origin) = self
-            .cache
-            .remember_json_graced(&key, self.ttl(kind), grace, &tags, compute)
-            .await?;
+        let (json, origin) = if grace.is_zero() {
+            self.cache
+                .remember_json(&key, self.ttl(kind), &tags, compute)
+                .await?
+        } else {
+            // Owned, and so cloned only here: a graced entry's refresh runs
+            // in the background, after this request.
+            let (store, queries, guild) = (self.store.clone(), self.queries.clone(), guild.clone());
+            let owned = move || async move {
+                queries.analytics.increment(1);
+                store.analytics_now(kind, &guild, since).await
+            };
+            self.cache
+                .remember_json_graced(&key, self.ttl(kind), grace, &tags, owned)
+                .await?
+        };
         self.requests.get(kind, origin).increment(1);
         Ok((json, origin))
     }
