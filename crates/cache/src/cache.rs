@@ -26,6 +26,8 @@ use crate::error::{ConfigError, StoreError};
 use crate::fence::{Fence, KeyInvalidations};
 use crate::flight::Flights;
 use crate::grace::Refreshing;
+use crate::insights::lives::ReadMark;
+use crate::insights::{self, Insights, Read};
 use crate::journal::{Journal, MemoryJournal, PendingInvalidation};
 use crate::l1::L1;
 use crate::lock::FillWaiters;
@@ -133,6 +135,8 @@ pub(crate) struct Inner {
     pub hooks: Arc<Hooks>,
     /// Graced entries being refreshed in the background (`grace.rs`).
     pub refreshing: Refreshing,
+    /// What the cache learns of its workload (`insights/`).
+    pub insights: Arc<Insights>,
 }
 
 impl Cache {
@@ -186,6 +190,7 @@ impl Cache {
         };
         let pubsub = PubSub::on_backend(&config, pubsub_breaker, hooks.clone())?;
         let keys = Arc::new(KeyInvalidations::default());
+        let insights = Arc::new(Insights::new(&config.stat_groups, config.insights_capacity));
         let inner = Arc::new(Inner {
             counters: Counters::new(&config.stat_groups),
             breaker,
@@ -197,12 +202,15 @@ impl Cache {
                 Store::Embedded(_) => None,
             },
             l1: match &store {
-                Store::Redis(_) => Some(L1::new(config.l1_max_bytes, keys.clone())),
+                Store::Redis(_) => {
+                    Some(L1::new(config.l1_max_bytes, keys.clone(), insights.clone()))
+                }
                 Store::Embedded(_) => None,
             },
             keys,
             hooks,
             refreshing: Refreshing::default(),
+            insights,
             store,
             pubsub,
             config,
@@ -304,7 +312,7 @@ impl Cache {
         let ttl = options.ttl.unwrap_or(self.inner.config.default_ttl);
         let stored = self
             .inner
-            .store_encoded(key, &encoded, ttl, &options.tags, None)
+            .store_encoded(key, &encoded, ttl, &options.tags, None, None)
             .await;
         self.inner.replaced(vec![key.to_string()]).await;
         stored
@@ -502,9 +510,10 @@ impl Cache {
                 (figures, circuit)
             }
         };
+        let insights = inner.insights.report(&inner.counters.group_counts());
         inner
             .counters
-            .snapshot(figures, circuit, self.backend_name())
+            .snapshot(figures, circuit, self.backend_name(), insights)
     }
 }
 
@@ -556,14 +565,38 @@ impl Inner {
     pub(crate) async fn fetch(&self, key: &str, fill_tags: Option<&[String]>) -> Option<Bytes> {
         match self.look(key, fill_tags).await {
             Some((value, tier)) => {
-                self.counters.hit(key, tier);
+                self.note_hit(key, tier);
                 Some(value)
             }
             None => {
-                self.counters.miss(key);
+                self.note_miss(key);
                 None
             }
         }
+    }
+
+    /// Counts a hit, for the stats and the insights. An in-process hit has
+    /// marked its entry read already; one from Redis marks it here (a map
+    /// lookup, against a round trip).
+    pub(crate) fn note_hit(&self, key: &str, tier: Tier) {
+        self.counters.hit(key, tier);
+        if tier == Tier::L2 {
+            self.insights.read_remote(key);
+        }
+        if insights::sampled() {
+            self.insights.subject(key, Read::Hit, insights::SAMPLE);
+        }
+    }
+
+    pub(crate) fn note_miss(&self, key: &str) {
+        self.counters.miss(key);
+        self.insights.missed(key);
+    }
+
+    /// A graced read served a value `age` old.
+    pub(crate) fn note_stale(&self, key: &str, age: Duration) {
+        self.counters.stale(key, age);
+        self.insights.subject(key, Read::Stale, 1);
     }
 
     /// [`fetch`](Self::fetch) without counting: the value and the tier it
@@ -600,7 +633,8 @@ impl Inner {
                         // caller's, an invalidation of the entry's would miss it.
                         && read.same_tags
                     {
-                        l1.fill(key, read.value.clone(), ttl, tags, seen).await;
+                        l1.fill(key, read.value.clone(), ttl, tags, seen, None)
+                            .await;
                     }
                     read.map(|r| (r.value, Tier::L2))
                 }
@@ -683,6 +717,7 @@ impl Inner {
         ttl: Duration,
         tags: &[String],
         expected: Option<Versions>,
+        read: Option<&ReadMark>,
     ) -> bool {
         if !valid_key(key) {
             warn!(
@@ -692,13 +727,14 @@ impl Inner {
             return false;
         }
         let stored = match (&self.store, expected) {
-            (Store::Embedded(store), Some(Versions::Embedded(seen))) => {
+            (Store::Embedded(store), expected) => {
+                let seen = match expected {
+                    Some(Versions::Embedded(seen)) => Some(seen),
+                    _ => None,
+                };
                 store
-                    .set(key, encoded.bytes.clone(), ttl, tags, Some(seen))
+                    .set_marked(key, encoded.bytes.clone(), ttl, tags, seen, read.cloned())
                     .await
-            }
-            (Store::Embedded(store), _) => {
-                store.set(key, encoded.bytes.clone(), ttl, tags, None).await
             }
             (Store::Redis(store), expected) => {
                 let expected = match &expected {

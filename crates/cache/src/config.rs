@@ -77,6 +77,10 @@ pub struct CacheConfig {
     /// separately in [`CacheStats::by_type`](crate::CacheStats), e.g.
     /// `analytics:ghosts`.
     pub stat_groups: Vec<String>,
+    /// Entries whose life the insights track at most (`insights/lives.rs`):
+    /// about 300 bytes each. Past it, new entries are stored untracked
+    /// (and counted so).
+    pub insights_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -99,6 +103,7 @@ impl Default for CacheConfig {
             redis_read_hints: 262_144,
             redis_tracked_markers: 65_536,
             stat_groups: Vec::new(),
+            insights_capacity: 10_000,
         }
     }
 }

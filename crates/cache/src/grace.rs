@@ -112,14 +112,14 @@ impl Cache {
                 .await
                 .and_then(|e| crate::cache::json_of(key, &e))
         {
-            inner.counters.hit(key, crate::stats::Tier::L1);
+            inner.note_hit(key, crate::stats::Tier::L1);
             return Ok((json, Origin::Cache));
         }
         let fill_tags = inner.l1.as_ref().map(|_| tags.as_slice());
         if let Some((encoded, tier)) = inner.look(key, fill_tags).await
             && let Some(json) = crate::cache::json_of(key, &encoded)
         {
-            inner.counters.hit(key, tier);
+            inner.note_hit(key, tier);
             return Ok((json, Origin::Cache));
         }
         // Gone: the grace copy, if it is young enough.
@@ -129,12 +129,12 @@ impl Cache {
         {
             let age = Duration::from_millis(now_ms().saturating_sub(started).max(0) as u64);
             if age <= grace {
-                inner.counters.stale(key, age);
+                inner.note_stale(key, age);
                 self.refresh(key, ttl, grace, tags, loader);
                 return Ok((json, Origin::Stale { age }));
             }
         }
-        inner.counters.miss(key);
+        inner.note_miss(key);
         self.fill_graced(key.to_string(), ttl, grace, tags, loader)
             .await
     }
@@ -189,6 +189,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.inner.insights.graced(&key, grace);
         let decode = |encoded: &Bytes| crate::cache::json_of(&key, encoded);
         let load = || async {
             let started = now_ms();
@@ -217,7 +218,7 @@ impl Cache {
             saved: 0,
         };
         self.inner
-            .store_encoded(&copy_key(key), &copy, left, &[], None)
+            .store_encoded(&copy_key(key), &copy, left, &[], None, None)
             .await;
     }
 }

@@ -51,6 +51,7 @@ impl Inner {
             if !matches!(op, PendingInvalidation::Tags { .. }) {
                 self.keys.bump();
             }
+            self.insights.invalidated(&op);
             return self.apply(&op).await.ok();
         };
         match journal_id {

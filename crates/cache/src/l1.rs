@@ -38,6 +38,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::fence::{Fence, KeyInvalidations};
+use crate::insights::Insights;
+use crate::insights::lives::ReadMark;
 use crate::journal::PendingInvalidation;
 use crate::pubsub::{InlineEvent, InlineHandler, InlineSubscription, PubSub};
 use crate::store::embedded::EmbeddedStore;
@@ -77,6 +79,8 @@ pub(crate) struct L1 {
     /// Announcements not yet published (Redis was unreachable).
     unsent: Mutex<Unsent>,
     keys: Arc<KeyInvalidations>,
+    /// Told of every invalidation applied here (the lives of entries end).
+    insights: Arc<Insights>,
     /// Journal entries already applied here, with when they were recorded.
     journal_applied: Mutex<HashMap<i64, i64>>,
     /// The other instances' invalidations reach L1 as long as it lives.
@@ -91,13 +95,14 @@ struct Unsent {
 
 impl L1 {
     /// `max_bytes` 0: no entries held.
-    pub fn new(max_bytes: u64, keys: Arc<KeyInvalidations>) -> Arc<L1> {
+    pub fn new(max_bytes: u64, keys: Arc<KeyInvalidations>, insights: Arc<Insights>) -> Arc<L1> {
         Arc::new(L1 {
             store: EmbeddedStore::new(max_bytes.max(1)),
             holds_entries: max_bytes > 0,
             id: rand::random(),
             unsent: Mutex::new(Unsent::default()),
             keys,
+            insights,
             journal_applied: Mutex::new(HashMap::new()),
             listener: OnceLock::new(),
         })
@@ -120,7 +125,15 @@ impl L1 {
         Fence::new(self.store.snapshot(tags), &self.keys)
     }
 
-    pub async fn fill(&self, key: &str, value: Bytes, ttl: Duration, tags: &[String], seen: Fence) {
+    pub async fn fill(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        tags: &[String],
+        seen: Fence,
+        read: Option<ReadMark>,
+    ) {
         if !self.holds_entries || !seen.keys_unchanged() {
             return;
         }
@@ -131,7 +144,12 @@ impl L1 {
         } = seen;
         // Held decompressed: a hit then hands out a slice, with no work.
         let value = crate::codec::plain(value);
-        if self.store.set(key, value, ttl, tags, Some(tags_seen)).await && keys.now() != keys_seen {
+        if self
+            .store
+            .set_marked(key, value, ttl, tags, Some(tags_seen), read)
+            .await
+            && keys.now() != keys_seen
+        {
             // A key invalidation was applied meanwhile: it is bumped before
             // the keys are deleted, so either its delete came after this set,
             // or the bump is seen here. The entry may be stale: drop it.
@@ -141,6 +159,7 @@ impl L1 {
 
     /// Applies an invalidation to this instance's L1 (and its fences).
     pub async fn apply(&self, op: &PendingInvalidation) {
+        self.insights.invalidated(op);
         match op {
             PendingInvalidation::Tags { tags } => {
                 self.store.invalidate_tags(tags);
@@ -310,7 +329,7 @@ mod tests {
 
     #[test]
     fn unsent_announcements_are_deduplicated_and_bounded() {
-        let l1 = L1::new(1 << 20, Arc::default());
+        let l1 = L1::new(1 << 20, Arc::default(), Arc::new(Insights::new(&[], 16)));
         let op = |i: usize| PendingInvalidation::Tags {
             tags: vec![format!("guild:{i}")],
         };
@@ -334,12 +353,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_fill_that_a_key_invalidation_overtook_is_dropped() {
-        let l1 = L1::new(1 << 20, Arc::default());
+        let l1 = L1::new(1 << 20, Arc::default(), Arc::new(Insights::new(&[], 16)));
         let tags = ["t".to_string()];
         let ttl = Duration::from_secs(60);
 
         let seen = l1.fence(&tags);
-        l1.fill("k", value(), ttl, &tags, seen).await;
+        l1.fill("k", value(), ttl, &tags, seen, None).await;
         assert!(l1.get("k").await.is_some(), "an undisturbed fill is held");
 
         // Read from Redis before another instance replaced or deleted the
@@ -349,7 +368,7 @@ mod tests {
             keys: vec!["k".to_string()],
         })
         .await;
-        l1.fill("k", value(), ttl, &tags, seen).await;
+        l1.fill("k", value(), ttl, &tags, seen, None).await;
         assert!(
             l1.get("k").await.is_none(),
             "the fill is older than the delete"
@@ -361,7 +380,7 @@ mod tests {
             tags: tags.to_vec(),
         })
         .await;
-        l1.fill("k", value(), ttl, &tags, seen).await;
+        l1.fill("k", value(), ttl, &tags, seen, None).await;
         assert!(l1.get("k").await.is_none());
     }
 }

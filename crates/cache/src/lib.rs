@@ -64,6 +64,8 @@
 //!   applies the journal (to Redis and to L1) and reclaims memory.
 //! - `testing`: pause points that let tests force an interleaving.
 //! - [`stats`]: the counters behind [`Cache::stats`].
+//! - [`insights`]: what the cache learns of its workload (entry lifetimes,
+//!   miss costs, what a grace would serve) and the settings it suggests.
 //! - [`config`]: every knob, durations included, so tests run in seconds.
 
 mod breaker;
@@ -75,6 +77,7 @@ mod fence;
 mod flight;
 mod glob;
 mod grace;
+pub mod insights;
 mod invalidation;
 pub mod journal;
 mod l1;
@@ -90,6 +93,7 @@ pub mod testing;
 pub use cache::{Cache, CachedJson, Origin, SetOptions};
 pub use config::{Backend, CacheConfig};
 pub use error::{ConfigError, JournalError};
+pub use insights::{InsightsReport, Setting, Suggestion, TypeInsights};
 pub use journal::{Journal, JournalEntry, MemoryJournal, PendingInvalidation, now_ms};
 pub use pubsub::{Message, PubSub, Subscription};
 pub use stats::{CacheStats, MasterStats, Staleness, TypeStats};

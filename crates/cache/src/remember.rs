@@ -4,7 +4,7 @@
 //! 1.2.13).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -14,6 +14,7 @@ use crate::cache::{Cache, CachedJson, Origin, decode_or_warn, json_of};
 use crate::codec::{self, Encoded};
 use crate::error::StoreError;
 use crate::flight::{self, Role};
+use crate::insights::lives::ReadMark;
 use crate::lock::Lease;
 use crate::stats::{Counters, Tier};
 use crate::store::{Lookup, Store, Versions};
@@ -101,7 +102,7 @@ impl Cache {
         if let Some(l1) = &inner.l1
             && let Some(value) = l1.get(key).await.and_then(|e| decode(&e))
         {
-            inner.counters.hit(key, Tier::L1);
+            inner.note_hit(key, Tier::L1);
             return Ok((value, Origin::Cache));
         }
         let embedded = matches!(inner.store, Store::Embedded(_));
@@ -226,6 +227,7 @@ impl Cache {
         }
 
         Counters::add(&inner.counters.loader_runs, 1);
+        let born = Instant::now();
         let loaded = load().await;
         inner.hooks.reach(Step::LoaderDone).await;
         let (value, encoded) = match loaded {
@@ -238,13 +240,21 @@ impl Cache {
             }
         };
         if let Some(encoded) = encoded {
+            inner
+                .insights
+                .loaded(key, born.elapsed(), encoded.bytes.len());
+            let read = ReadMark::default();
             if let Some(versions) = versions
                 && inner
-                    .store_encoded(key, &encoded, ttl, &tags, Some(versions))
+                    .store_encoded(key, &encoded, ttl, &tags, Some(versions), Some(&read))
                     .await
-                && let Some(l1) = &inner.l1
             {
-                l1.fill(key, encoded.bytes.clone(), ttl, &tags, fence).await;
+                if let Some(l1) = &inner.l1 {
+                    let mark = Some(read.clone());
+                    l1.fill(key, encoded.bytes.clone(), ttl, &tags, fence, mark)
+                        .await;
+                }
+                inner.insights.stored(key, &tags, ttl, born, read);
             }
             leader.complete(encoded.bytes);
         }

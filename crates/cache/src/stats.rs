@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::insights::InsightsReport;
+
 #[derive(Default)]
 struct Hits {
     hits: Striped,
@@ -107,6 +109,21 @@ impl Counters {
         &self.groups[index].1
     }
 
+    /// Each group's reads, named as `byType` names them.
+    pub fn group_counts(&self) -> Vec<(String, GroupCounts)> {
+        self.groups
+            .iter()
+            .map(|(name, h)| {
+                let counts = GroupCounts {
+                    hits: h.hits.get(),
+                    misses: h.misses.get(),
+                    stale: h.stale.get(),
+                };
+                (group_name(name), counts)
+            })
+            .collect()
+    }
+
     pub fn hit(&self, key: &str, tier: Tier) {
         match tier {
             Tier::L1 => &self.l1_hits,
@@ -134,7 +151,13 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self, server: ServerFigures, circuit: &str, backend: &str) -> CacheStats {
+    pub fn snapshot(
+        &self,
+        server: ServerFigures,
+        circuit: &str,
+        backend: &str,
+        insights: InsightsReport,
+    ) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let l1_hits = self.l1_hits.get();
         let l2_hits = self.l2_hits.get();
@@ -168,19 +191,19 @@ impl Counters {
             },
             refreshes: get(&self.refreshes),
             by_type: self
-                .groups
-                .iter()
-                .map(|(name, h)| {
-                    let (hits, misses, stale) = (h.hits.get(), h.misses.get(), h.stale.get());
+                .group_counts()
+                .into_iter()
+                .map(|(name, c)| {
                     let stats = TypeStats {
-                        hits,
-                        misses,
-                        stale,
-                        hit_rate: hit_rate(hits, misses + stale),
+                        hits: c.hits,
+                        misses: c.misses,
+                        stale: c.stale,
+                        hit_rate: hit_rate(c.hits, c.misses + c.stale),
                     };
-                    (name.trim_end_matches(':').to_string(), stats)
+                    (name, stats)
                 })
                 .collect(),
+            insights,
         }
     }
 }
@@ -205,11 +228,28 @@ pub(crate) struct ServerFigures {
 /// A percentage with two decimals; 0 before any lookup. `others`: the
 /// reads that did not hit (misses, and stale serves).
 fn hit_rate(hits: u64, others: u64) -> f64 {
-    let total = hits + others;
-    if total == 0 {
+    percent(hits, hits + others)
+}
+
+/// `part` in percent of `whole`, two decimals; 0 when `whole` is.
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
         return 0.0;
     }
-    (hits as f64 * 10_000.0 / total as f64).round() / 100.0
+    (part as f64 * 10_000.0 / whole as f64).round() / 100.0
+}
+
+/// One group's reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GroupCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+}
+
+/// A group's name in the stats: its prefix without the trailing colon.
+fn group_name(prefix: &str) -> String {
+    prefix.trim_end_matches(':').to_string()
 }
 
 /// The cache's statistics: the reference design's fields first
@@ -262,6 +302,10 @@ pub struct CacheStats {
     #[serde(default)]
     pub refreshes: u64,
     pub by_type: BTreeMap<String, TypeStats>,
+    /// What the cache learned about its workload, and the settings it
+    /// suggests (`insights/`).
+    #[serde(default)]
+    pub insights: InsightsReport,
 }
 
 /// The age of the stale values served (from the start of the load that
@@ -329,7 +373,12 @@ mod tests {
         counters.hit("analytics:ghosts:1:all", Tier::L2);
         counters.miss("analytics:roles:1:all");
         counters.miss("something");
-        let stats = counters.snapshot(ServerFigures::default(), "closed", "redis");
+        let stats = counters.snapshot(
+            ServerFigures::default(),
+            "closed",
+            "redis",
+            InsightsReport::default(),
+        );
         assert_eq!(stats.by_type["analytics:ghosts"].hits, 1);
         assert_eq!(stats.by_type["analytics:roles"].misses, 1);
         assert_eq!(stats.by_type["other"].misses, 1);

@@ -20,6 +20,7 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 
 use super::{Lookup, Versions};
+use crate::insights::lives::{ReadMark, mark_read};
 
 /// The current version of one tag, shared by every entry written under it.
 #[derive(Debug, Default)]
@@ -44,6 +45,8 @@ struct Entry {
     ttl: Duration,
     /// What holding the entry costs, in bytes ([`cost::entry_cost`]): the weigher's answer.
     cost: u32,
+    /// Set by its first read, for the insights (`insights/lives.rs`).
+    read: Option<ReadMark>,
 }
 
 struct PerEntryTtl;
@@ -157,6 +160,9 @@ impl EmbeddedStore {
     pub async fn get(&self, key: &str) -> Option<Bytes> {
         let entry = self.entries.get(key).await?;
         if all_current(&entry.tags) {
+            if let Some(read) = &entry.read {
+                mark_read(read);
+            }
             Some(entry.value.clone())
         } else {
             self.entries.invalidate(key).await;
@@ -195,6 +201,20 @@ impl EmbeddedStore {
         names: &[String],
         expected: Option<Box<[TagVersion]>>,
     ) -> bool {
+        self.set_marked(key, value, ttl, names, expected, None)
+            .await
+    }
+
+    /// [`set`](Self::set) of an entry whose reads mark `read`.
+    pub async fn set_marked(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        names: &[String],
+        expected: Option<Box<[TagVersion]>>,
+        read: Option<ReadMark>,
+    ) -> bool {
         let tags = match expected {
             Some(seen) => {
                 if !all_current(&seen) {
@@ -213,6 +233,7 @@ impl EmbeddedStore {
             tags,
             ttl,
             cost,
+            read,
         });
         self.entries.insert(key.to_string(), entry).await;
         true
