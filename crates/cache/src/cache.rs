@@ -510,10 +510,17 @@ impl Cache {
                 (figures, circuit)
             }
         };
-        let insights = inner.insights.report(&inner.counters.group_counts());
         inner
             .counters
-            .snapshot(figures, circuit, self.backend_name(), insights)
+            .snapshot(figures, circuit, self.backend_name())
+    }
+
+    /// What the cache has learned of its workload, per stats group, and
+    /// the settings it suggests (`insights/`). In process only: no round
+    /// trip.
+    pub fn insights(&self) -> crate::InsightsReport {
+        let inner = &self.inner;
+        inner.insights.report(&inner.counters.group_counts())
     }
 }
 

@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use crate::insights::InsightsReport;
-
 #[derive(Default)]
 struct Hits {
     hits: Striped,
@@ -151,13 +149,7 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn snapshot(
-        &self,
-        server: ServerFigures,
-        circuit: &str,
-        backend: &str,
-        insights: InsightsReport,
-    ) -> CacheStats {
+    pub fn snapshot(&self, server: ServerFigures, circuit: &str, backend: &str) -> CacheStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let l1_hits = self.l1_hits.get();
         let l2_hits = self.l2_hits.get();
@@ -203,7 +195,6 @@ impl Counters {
                     (name, stats)
                 })
                 .collect(),
-            insights,
         }
     }
 }
@@ -302,10 +293,6 @@ pub struct CacheStats {
     #[serde(default)]
     pub refreshes: u64,
     pub by_type: BTreeMap<String, TypeStats>,
-    /// What the cache learned about its workload, and the settings it
-    /// suggests (`insights/`).
-    #[serde(default)]
-    pub insights: InsightsReport,
 }
 
 /// The age of the stale values served (from the start of the load that
@@ -373,12 +360,7 @@ mod tests {
         counters.hit("analytics:ghosts:1:all", Tier::L2);
         counters.miss("analytics:roles:1:all");
         counters.miss("something");
-        let stats = counters.snapshot(
-            ServerFigures::default(),
-            "closed",
-            "redis",
-            InsightsReport::default(),
-        );
+        let stats = counters.snapshot(ServerFigures::default(), "closed", "redis");
         assert_eq!(stats.by_type["analytics:ghosts"].hits, 1);
         assert_eq!(stats.by_type["analytics:roles"].misses, 1);
         assert_eq!(stats.by_type["other"].misses, 1);

@@ -1,4 +1,4 @@
-//! Cache insights (`Cache::stats().insights`): a known workload, driven step
+//! Cache insights (`Cache::insights`): a known workload, driven step
 //! by step on each store, gives known figures, and the suggestions those
 //! figures call for, and none where the settings fit.
 //!
@@ -107,7 +107,7 @@ fn suggested(report: &InsightsReport, name: &str) -> Vec<(Setting, Option<u64>)>
 
 async fn check(cache: &Cache, store: &str) {
     drive(cache).await;
-    let report = cache.stats().await.insights;
+    let report = cache.insights();
     eprintln!("--- {store}: {:#?}", report.suggestions);
 
     let hot = group(&report, "hot");
@@ -232,13 +232,13 @@ async fn the_tracked_lives_are_bounded() {
     for k in 0..200 {
         read(&cache, &format!("fit:{k}"), LONG, "fit-tag", Duration::ZERO).await;
     }
-    let report = cache.stats().await.insights;
+    let report = cache.insights();
     assert_eq!(
         (report.tracked_entries, report.untracked_entries),
         (50, 150)
     );
     cache.invalidate_by_tag("fit-tag").await;
-    let report = cache.stats().await.insights;
+    let report = cache.insights();
     assert_eq!(
         group(&report, "fit").ended.invalidated,
         50,

@@ -50,6 +50,11 @@ pub enum Command {
 pub enum CacheAction {
     /// Print the cache statistics.
     Stats,
+    /// Print what the cache learned of its workload (per analytics type:
+    /// reads, hit rate, entry lifetimes, entries expired unread, miss cost,
+    /// bytes per entry, stale serves; the busiest guilds) and the settings
+    /// it suggests, with their reasons, as tables.
+    Insights,
     /// Delete every entry under the cache prefix.
     Clear,
     /// Invalidate every entry stored under TAG (e.g. guild:123456789).

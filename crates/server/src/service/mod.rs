@@ -3,6 +3,7 @@
 //! the two libraries and knows nothing of HTTP; the routes call it.
 
 pub mod gateway;
+pub mod insights;
 pub mod journal;
 pub mod keys;
 pub mod realtime;

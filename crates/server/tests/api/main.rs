@@ -16,6 +16,7 @@ mod gateway;
 mod grace;
 mod health;
 mod input;
+mod insights;
 mod invalidation;
 mod limits;
 mod multi_instance;

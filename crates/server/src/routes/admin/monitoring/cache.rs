@@ -37,6 +37,7 @@ pub async fn stats(State(state): State<AppState>, _: Authorized<Administrator>) 
         .map(|pending| pending.len());
     Json(json!({
         "stats": stats,
+        "insights": crate::service::insights::insights(&state.service.cache),
         "status": cache_status(&state),
         "journalBacklog": backlog,
         "timestamp": Utc::now().to_rfc3339(),

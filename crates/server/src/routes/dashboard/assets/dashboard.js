@@ -167,7 +167,26 @@ function renderStats(body) {
       el('td', {}, format(t.stale || 0)), el('td', {}, `${t.hitRate.toFixed(2)} %`)),
   );
   $('by-type').tBodies[0].replaceChildren(...rows);
+  renderInsights(body.insights);
   recordHitRate(stats);
+}
+
+// What the cache learned of its workload, and the settings it suggests
+// (never applied by itself).
+function renderInsights(insights) {
+  if (!insights) return;
+  const ms = (v) => (v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`);
+  const rows = Object.entries(insights.byType).map(([type, t]) =>
+    el('tr', {}, el('td', {}, type), el('td', {}, format(t.reads)), el('td', {}, `${t.hitRate.toFixed(2)} %`),
+      el('td', {}, ms(t.lifetime.p50Ms)), el('td', {}, `${format(t.ended.invalidated)} / ${format(t.ended.expired)}`),
+      el('td', {}, `${t.expiredUnreadPercent.toFixed(1)} %`), el('td', {}, ms(t.missCost.p50Ms)),
+      el('td', {}, format(t.bytesPerEntry)), el('td', {}, format(t.stale))),
+  );
+  $('insights').tBodies[0].replaceChildren(...rows);
+  const items = insights.suggestions.length
+    ? insights.suggestions.map((s) => el('li', { 'data-type': s.type }, el('span', {}, s.reason), ' ', el('code', {}, s.apply)))
+    : [el('li', { class: 'none' }, 'No suggestion: the settings fit the workload measured so far.')];
+  $('suggestions').replaceChildren(...items);
 }
 
 // One point per poll: the share of this interval's reads served fresh, or
