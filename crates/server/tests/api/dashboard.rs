@@ -171,6 +171,19 @@ async fn dashboard_on(backend: Backend) {
         "the chart grows: {points} then {later}"
     );
 
+    // The insights: a row per analytics type with its reads, and the
+    // suggestions list (none yet: too little evidence).
+    browser
+        .wait_for(
+            "the insights table",
+            "const rows = [...document.querySelectorAll('#insights tbody tr')]; \
+             return rows.length === 6 && rows.some(r => Number(r.children[1].textContent.replace(/,/g, '')) > 0) \
+             && document.querySelector('#suggestions li') !== null;",
+            WAIT,
+        )
+        .await
+        .unwrap();
+
     // An event: its push reaches the tables (a lurker who types is no
     // longer one).
     let user = a_lurker(&app, &guild).await;
