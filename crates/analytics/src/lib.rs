@@ -81,7 +81,7 @@ pub mod store;
 
 pub use analytics::{
     Analytics, AnalyticsRows, BehaviorShiftRow, ClientDriftRow, GhostRow, HeatmapRow, LurkerRow,
-    RoleDriftRow,
+    Query, RoleDriftRow,
 };
 pub use domain::{
     AnalyticsKind, ChannelId, ClientSet, DEFAULT_MAX_FUTURE_SKEW, Event, EventKind, GuildId,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, WINDOW_PARAMS};
+use super::{Analytics, Param, WINDOW_DAYS_PARAMS, WINDOW_PARAMS};
 use crate::domain::{AnalyticsKind, ClientSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -24,6 +24,8 @@ pub struct ClientDriftRow {
 impl Analytics for ClientDriftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Clients;
     const TEMPLATE: &'static str = include_str!("sql/clients.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/clients.sql");
     const COUNTED_KINDS: &'static str = "3";
-    const PARAMS: &'static [Param] = WINDOW_PARAMS;
+    const PARAMS: &'static [Param] = WINDOW_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = WINDOW_PARAMS;
 }

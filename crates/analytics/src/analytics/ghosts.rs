@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, SINCE_PARAMS};
+use super::{Analytics, Param, SINCE_DAYS_PARAMS, SINCE_PARAMS};
 use crate::domain::AnalyticsKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -20,6 +20,8 @@ pub struct GhostRow {
 impl Analytics for GhostRow {
     const KIND: AnalyticsKind = AnalyticsKind::Ghosts;
     const TEMPLATE: &'static str = include_str!("sql/ghosts.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/ghosts.sql");
     const COUNTED_KINDS: &'static str = "1, 2";
-    const PARAMS: &'static [Param] = SINCE_PARAMS;
+    const PARAMS: &'static [Param] = SINCE_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = SINCE_PARAMS;
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, SINCE_PARAMS};
+use super::{Analytics, Param, SINCE_DAYS_PARAMS, SINCE_PARAMS};
 use crate::domain::AnalyticsKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -19,6 +19,8 @@ pub struct HeatmapRow {
 impl Analytics for HeatmapRow {
     const KIND: AnalyticsKind = AnalyticsKind::Heatmap;
     const TEMPLATE: &'static str = include_str!("sql/heatmap.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/heatmap.sql");
     const COUNTED_KINDS: &'static str = "2";
-    const PARAMS: &'static [Param] = SINCE_PARAMS;
+    const PARAMS: &'static [Param] = SINCE_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = SINCE_PARAMS;
 }

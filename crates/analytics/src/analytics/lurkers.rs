@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, SINCE_PARAMS};
+use super::{Analytics, Param, SINCE_DAYS_PARAMS, SINCE_PARAMS};
 use crate::domain::AnalyticsKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -18,6 +18,8 @@ pub struct LurkerRow {
 impl Analytics for LurkerRow {
     const KIND: AnalyticsKind = AnalyticsKind::Lurkers;
     const TEMPLATE: &'static str = include_str!("sql/lurkers.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/lurkers.sql");
     const COUNTED_KINDS: &'static str = "3";
-    const PARAMS: &'static [Param] = SINCE_PARAMS;
+    const PARAMS: &'static [Param] = SINCE_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = SINCE_PARAMS;
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, SINCE_PARAMS};
+use super::{Analytics, Param, SINCE_DAYS_PARAMS, SINCE_PARAMS};
 use crate::domain::AnalyticsKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -18,6 +18,8 @@ pub struct RoleDriftRow {
 impl Analytics for RoleDriftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Roles;
     const TEMPLATE: &'static str = include_str!("sql/roles.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/roles.sql");
     const COUNTED_KINDS: &'static str = "4";
-    const PARAMS: &'static [Param] = SINCE_PARAMS;
+    const PARAMS: &'static [Param] = SINCE_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = SINCE_PARAMS;
 }

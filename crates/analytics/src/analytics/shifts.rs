@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Analytics, Param, WINDOW_PARAMS};
+use super::{Analytics, Param, WINDOW_DAYS_PARAMS, WINDOW_PARAMS};
 use crate::domain::AnalyticsKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
@@ -22,6 +22,8 @@ pub struct BehaviorShiftRow {
 impl Analytics for BehaviorShiftRow {
     const KIND: AnalyticsKind = AnalyticsKind::Shifts;
     const TEMPLATE: &'static str = include_str!("sql/shifts.sql");
+    const REFERENCE: &'static str = include_str!("sql/reference/shifts.sql");
     const COUNTED_KINDS: &'static str = "1, 2";
-    const PARAMS: &'static [Param] = WINDOW_PARAMS;
+    const PARAMS: &'static [Param] = WINDOW_DAYS_PARAMS;
+    const REFERENCE_PARAMS: &'static [Param] = WINDOW_PARAMS;
 }

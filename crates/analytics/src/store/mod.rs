@@ -7,10 +7,14 @@
 
 mod journal;
 mod postgres;
+pub(crate) mod rollups;
 pub(crate) mod row;
 mod sqlite;
 
 pub use journal::JournalEntry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{PgPool, SqlitePool};
 
@@ -69,6 +73,10 @@ pub(crate) use with_pool;
 #[derive(Clone, Debug)]
 pub struct EventStore {
     pub(crate) backend: Backend,
+    /// Set during a bulk load into an empty store (shared by clones):
+    /// batches skip the rollups' upkeep, and
+    /// [`finish_bulk_load`](Self::finish_bulk_load) builds them at once.
+    rollups_deferred: Arc<AtomicBool>,
 }
 
 impl EventStore {
@@ -89,14 +97,18 @@ impl EventStore {
             // than create a SQLite file named after a MySQL URL.
             return Err(StoreError::UnsupportedUrl(database_url.to_owned()));
         };
-        let store = EventStore { backend };
+        let store = EventStore {
+            backend,
+            rollups_deferred: Arc::new(AtomicBool::new(false)),
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     /// Applies pending migrations (idempotent; `connect` already does it),
-    /// and builds the covering index again if a bulk load was cut short
-    /// before [`finish_bulk_load`](Self::finish_bulk_load).
+    /// and builds the covering index and the daily rollups again if a bulk
+    /// load was cut short before [`finish_bulk_load`](Self::finish_bulk_load)
+    /// (the index is missing only then).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Postgres(pool) => postgres::migrate(pool).await?,
@@ -104,15 +116,39 @@ impl EventStore {
         }
         if !self.covering_index_exists().await? {
             self.create_covering_index().await?;
+            self.rebuild_rollups().await?;
         }
+        Ok(())
+    }
+
+    /// Builds the daily rollups (`event_days`, `typing_days`) from the
+    /// events, replacing their rows, in one transaction. On PostgreSQL the
+    /// tables are locked first, so that a batch ingested meanwhile either
+    /// committed before (its events are counted here) or upserts after
+    /// (onto the rebuilt rows).
+    pub async fn rebuild_rollups(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            if matches!(self.backend, Backend::Postgres(_)) {
+                sqlx::query("LOCK TABLE event_days, typing_days IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for sql in rollups::CLEAR.iter().chain(&rollups::REBUILD) {
+                sqlx::query(*sql).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
     /// Prepares an empty store for a bulk load (the generator's millions of
     /// events): drops the covering index the analytics read, so that rows
-    /// go in without its upkeep. Maintaining it row by row costs a random
-    /// index write per event, several times the insert itself; building it
-    /// once at the end is a sort. Returns whether it did (false, and
+    /// go in without its upkeep, and has this store (and its clones) skip
+    /// the daily rollups' upkeep. Maintaining the index row by row costs a
+    /// random index write per event, several times the insert itself;
+    /// building it once at the end is a sort, and so is grouping the
+    /// rollups. Returns whether it did (false, and
     /// nothing changed, when the store already holds events: readers may
     /// be using it). Follow with [`finish_bulk_load`](Self::finish_bulk_load);
     /// a load cut short is healed by the next [`migrate`](Self::migrate)
@@ -130,15 +166,25 @@ impl EventStore {
             .execute(pool)
             .await
             .map(drop))?;
+            self.rollups_deferred.store(true, Ordering::Release);
         }
         Ok(empty)
     }
 
-    /// Ends a bulk load: builds the covering index if it is missing, then
-    /// refreshes the planner's statistics ([`analyze`](Self::analyze)).
+    /// Ends a bulk load, once every write of it has returned: builds the
+    /// covering index if it is missing and the daily rollups if the load
+    /// skipped them (or the index was missing: another process's
+    /// `migrate` may have healed the index mid-load, not the rows loaded
+    /// since), then refreshes the planner's statistics
+    /// ([`analyze`](Self::analyze)).
     pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
-        if !self.covering_index_exists().await? {
+        let deferred = self.rollups_deferred.swap(false, Ordering::AcqRel);
+        let index_missing = !self.covering_index_exists().await?;
+        if index_missing {
             self.create_covering_index().await?;
+        }
+        if deferred || index_missing {
+            self.rebuild_rollups().await?;
         }
         self.analyze().await
     }
@@ -255,15 +301,23 @@ impl EventStore {
             .map_err(|e| StoreError::Aborted(e.to_string()))?
     }
 
-    /// One transaction: the events, then the journal entry if any.
+    /// One transaction: the events, their daily rollups (unless a bulk
+    /// load defers them), then the journal entry if any.
     async fn write_batch(
         &self,
         events: &[Event],
         tags_json: Option<&str>,
     ) -> Result<(u64, Option<i64>), StoreError> {
-        with_pool!(self, |pool| {
+        // Aggregated before the transaction opens: it holds SQLite's write
+        // lock, so the less it does the better.
+        let batch_rollups = (!self.rollups_deferred.load(Ordering::Acquire))
+            .then(|| rollups::BatchRollups::new(events));
+        with_pool!(self, |pool, Db| {
             let mut tx = pool.begin().await?;
             let stored = InsertEvents::insert_events(&mut *tx, events).await?;
+            if let Some(batch_rollups) = &batch_rollups {
+                rollups::upsert_rollups!(tx, Db, batch_rollups);
+            }
             let id = match tags_json {
                 Some(tags) => Some(
                     sqlx::query_scalar::<_, i64>(journal::INSERT)
@@ -312,10 +366,12 @@ impl EventStore {
     /// that index-only scans need). Worth calling after a bulk load.
     pub async fn analyze(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Postgres(pool) => sqlx::query("VACUUM ANALYZE events")
-                .execute(pool)
-                .await
-                .map(drop)?,
+            Backend::Postgres(pool) => {
+                sqlx::query("VACUUM ANALYZE events, event_days, typing_days")
+                    .execute(pool)
+                    .await
+                    .map(drop)?
+            }
             Backend::Sqlite(pool) => sqlx::query("ANALYZE").execute(pool).await.map(drop)?,
         };
         Ok(())
