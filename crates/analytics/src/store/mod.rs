@@ -7,10 +7,12 @@
 
 mod journal;
 mod postgres;
+mod read_counts;
 pub(crate) mod row;
 mod sqlite;
 
 pub use journal::JournalEntry;
+pub use read_counts::{READ_COUNT_PERIOD_MS, read_count_hour};
 
 use sqlx::{PgPool, SqlitePool};
 
