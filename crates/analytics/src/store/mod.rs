@@ -104,10 +104,7 @@ impl EventStore {
             Backend::Postgres(pool) => postgres::migrate(pool).await?,
             Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
         }
-        if !self.covering_index_exists().await? {
-            self.create_covering_index().await?;
-        }
-        Ok(())
+        self.ensure_covering_index().await
     }
 
     /// Prepares an empty store for a bulk load (the generator's millions of
@@ -139,43 +136,47 @@ impl EventStore {
     /// Ends a bulk load: builds the covering index if it is missing, then
     /// refreshes the planner's statistics ([`analyze`](Self::analyze)).
     pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
-        if !self.covering_index_exists().await? {
-            self.create_covering_index().await?;
-        }
+        self.ensure_covering_index().await?;
         self.analyze().await
     }
 
-    async fn covering_index_exists(&self) -> Result<bool, StoreError> {
-        Ok(match &self.backend {
+    /// Builds the covering index if it is missing. The check and the
+    /// build run on one connection: a SQLite connection's schema is only as
+    /// recent as its last statement, and `CREATE INDEX` prepared on an idle
+    /// connection that has not seen the bulk load's `DROP INDEX` fails with
+    /// "index ... already exists" (the check, on another connection, having
+    /// rightly found none). The check refreshes the schema of the
+    /// connection it runs on.
+    async fn ensure_covering_index(&self) -> Result<(), StoreError> {
+        match &self.backend {
             Backend::Postgres(pool) => {
-                sqlx::query_scalar(
+                let mut conn = pool.acquire().await?;
+                let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
                  AND indexname = 'events_guild_kind_time')",
                 )
-                .fetch_one(pool)
-                .await?
+                .fetch_one(&mut *conn)
+                .await?;
+                if !exists {
+                    sqlx::query(postgres::COVERING_INDEX)
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
             Backend::Sqlite(pool) => {
-                sqlx::query_scalar(
+                let mut conn = pool.acquire().await?;
+                let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
                  AND name = 'events_guild_kind_time')",
                 )
-                .fetch_one(pool)
-                .await?
+                .fetch_one(&mut *conn)
+                .await?;
+                if !exists {
+                    sqlx::query(sqlite::COVERING_INDEX)
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
-        })
-    }
-
-    async fn create_covering_index(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Postgres(pool) => sqlx::query(postgres::COVERING_INDEX)
-                .execute(pool)
-                .await
-                .map(drop)?,
-            Backend::Sqlite(pool) => sqlx::query(sqlite::COVERING_INDEX)
-                .execute(pool)
-                .await
-                .map(drop)?,
         }
         Ok(())
     }
