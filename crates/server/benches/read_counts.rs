@@ -3,7 +3,8 @@
 //! hit (`Spywatcher::analytics` served from the embedded cache, which
 //! counts), measured in one run.
 //!
-//! `cargo bench -p spywatcher --bench read_counts`
+//! `cargo bench -p spywatcher --bench read_counts -- --noplot` (criterion's
+//! plots need fonts this machine lacks).
 //!
 //! - `count_known_guild`: a guild already in the map (every read but the
 //!   first of a flush interval), 1,000 guilds in turn;
