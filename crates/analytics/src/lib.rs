@@ -30,6 +30,11 @@
 //!   `purge_invalidations` (by age), and `cache_server_identity` /
 //!   `set_cache_server_identity` (the `run_id` of the Redis server the
 //!   window was last replayed into, table `cache_server_identity`).
+//!
+//!   Reads per guild and hour (`guild_read_counts`, `store/read_counts.rs`),
+//!   which the service records and warms the busiest guilds from at start:
+//!   `record_guild_reads` (an upsert that adds), `busiest_guilds` (since a
+//!   time), `purge_guild_reads` (by age).
 //!   `store/postgres.rs` and `store/sqlite.rs` hold what differs between the
 //!   databases: connection options and the bulk insert path (UNNEST arrays
 //!   on PostgreSQL, multi-row VALUES on SQLite).

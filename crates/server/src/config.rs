@@ -73,6 +73,12 @@ pub struct Settings {
     pub cache_op_timeout: Duration,
     pub breaker_cooldown: Duration,
     pub journal_interval: Duration,
+    /// How often the reads counted per guild are added to the database
+    /// (`CACHE_READ_COUNTS_FLUSH_MS`); a graceful shutdown flushes too.
+    pub read_counts_flush_interval: Duration,
+    /// Guilds whose six analytics are warmed at start, the most read over
+    /// the last day first (`CACHE_WARM_ON_START`; 0: none).
+    pub warm_on_start: usize,
     /// Requests per minute per client on the analytics routes; 0 turns it off.
     pub rate_limit_per_minute: u32,
     pub body_limit_bytes: usize,
@@ -174,6 +180,11 @@ pub struct HttpLimits {
     /// descriptor limit less a reserve for the database and Redis.
     pub max_connections: Option<usize>,
 }
+
+/// Most guilds `CACHE_WARM_ON_START` may ask for: each is six analytics
+/// computed by the database, and a typo of a few digits must not ask for
+/// every guild there is.
+pub const MAX_WARM_ON_START: usize = 10_000;
 
 /// The TTLs of SPEC 2.3.
 pub fn default_ttl(kind: AnalyticsKind) -> Duration {
@@ -299,6 +310,15 @@ impl Settings {
             journal_interval: vars
                 .millis("CACHE_JOURNAL_INTERVAL_MS")?
                 .unwrap_or(Duration::from_secs(1)),
+            read_counts_flush_interval: vars
+                .positive_millis("CACHE_READ_COUNTS_FLUSH_MS")?
+                .unwrap_or(Duration::from_secs(5)),
+            warm_on_start: at_most(
+                "CACHE_WARM_ON_START",
+                vars.parse("CACHE_WARM_ON_START", "a number of guilds (0: none)")?,
+                MAX_WARM_ON_START,
+            )?
+            .unwrap_or(0),
             rate_limit_per_minute: vars
                 .parse(
                     "RATE_LIMIT_PER_MINUTE",
@@ -736,6 +756,15 @@ mod tests {
         assert_eq!(s.ws_recompute_concurrency, 2);
         assert_eq!(s.ws_max_subscriptions, 100);
         assert_eq!(s.event_max_future_skew, Duration::from_secs(300));
+        assert_eq!(s.warm_on_start, 0, "no warming unless asked");
+        assert_eq!(s.read_counts_flush_interval, Duration::from_secs(5));
+        let s = settings(&[
+            ("CACHE_WARM_ON_START", "25"),
+            ("CACHE_READ_COUNTS_FLUSH_MS", "750"),
+        ])
+        .unwrap();
+        assert_eq!(s.warm_on_start, 25);
+        assert_eq!(s.read_counts_flush_interval, Duration::from_millis(750));
     }
 
     #[test]
@@ -789,6 +818,20 @@ mod tests {
                 "AUTH_FAILURES_PER_MINUTE",
             ),
             (vec![("RATE_LIMIT_MISS_COST", "0")], "RATE_LIMIT_MISS_COST"),
+            (vec![("CACHE_WARM_ON_START", "ten")], "CACHE_WARM_ON_START"),
+            (vec![("CACHE_WARM_ON_START", "-1")], "CACHE_WARM_ON_START"),
+            (
+                vec![("CACHE_WARM_ON_START", "10001")],
+                "CACHE_WARM_ON_START",
+            ),
+            (
+                vec![("CACHE_READ_COUNTS_FLUSH_MS", "0")],
+                "CACHE_READ_COUNTS_FLUSH_MS",
+            ),
+            (
+                vec![("CACHE_READ_COUNTS_FLUSH_MS", "5s")],
+                "CACHE_READ_COUNTS_FLUSH_MS",
+            ),
             (
                 vec![("RATE_LIMIT_REDIS_TIMEOUT_MS", "0")],
                 "RATE_LIMIT_REDIS_TIMEOUT_MS",

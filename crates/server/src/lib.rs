@@ -13,8 +13,10 @@
 //!   journal of invalidations (pending ones, and applied ones kept for the
 //!   retention window) with the shared Redis identity; the pub/sub helpers
 //!   of SPEC 3 and the hub that pushes a guild's invalidations and fresh
-//!   analytics to its WebSocket subscribers (`service/realtime/`). No
-//!   HTTP in it.
+//!   analytics to its WebSocket subscribers (`service/realtime/`); reads
+//!   counted per guild and flushed to the database (`service/read_counts.rs`),
+//!   from which `CACHE_WARM_ON_START` warms the busiest guilds in the
+//!   background at start (`service/warm_on_start.rs`). No HTTP in it.
 //! - [`routes`]: thin HTTP handlers, one module per URL subtree
 //!   (`routes/admin/monitoring/cache.rs` serves `/api/admin/monitoring/cache/*`,
 //!   `routes/ws.rs` the WebSocket `/ws`).

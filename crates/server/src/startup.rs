@@ -17,7 +17,9 @@ use crate::auth::failures::AuthFailures;
 use crate::auth::{Tokens, generate_token};
 use crate::config::{CacheBackend, HttpLimits, Settings};
 use crate::rate_limit::{RateLimiter, RedisLimits};
+use crate::service::read_counts::Flusher;
 use crate::service::realtime::{Realtime, RealtimeSettings};
+use crate::service::warm_on_start::{self, WarmProgress};
 use crate::service::{CachePolicy, Spywatcher, journal::DatabaseJournal, keys};
 use crate::state::{AppState, Shared};
 use crate::{http_server, routes};
@@ -30,6 +32,8 @@ pub struct Application {
     routes: Routes,
     /// The gateway ingester, when `DISCORD_TOKEN` is set.
     gateway: Option<Ingester>,
+    /// `CACHE_READ_COUNTS_FLUSH_MS`.
+    read_counts_flush_interval: Duration,
     /// The admin token made at start when none was configured.
     pub generated_admin_token: Option<String>,
 }
@@ -81,7 +85,11 @@ impl Application {
         // After the last fallible step: a started ingester is not left
         // running by a failed build.
         let gateway = start_gateway(settings, &service);
+        // Warming serves the API's readers: the probes alone need none.
+        let warm_on_start = (settings.warm_on_start > 0 && routes == Routes::Api)
+            .then(|| Arc::new(WarmProgress::new(settings.warm_on_start)));
         let state = AppState::new(Shared {
+            warm_on_start,
             gateway: gateway.as_ref().map(Ingester::health),
             realtime: Realtime::new(service.clone(), realtime_settings(settings)),
             service,
@@ -99,6 +107,7 @@ impl Application {
             http: settings.http.clone(),
             routes,
             gateway,
+            read_counts_flush_interval: settings.read_counts_flush_interval,
             generated_admin_token,
         })
     }
@@ -112,20 +121,52 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; requests in flight then finish,
-    /// and the gateway ingester stores what it has read.
+    /// the reads counted per guild are flushed to the database, and the
+    /// gateway ingester stores what it has read.
+    ///
+    /// With `CACHE_WARM_ON_START`, warming runs in the background as soon
+    /// as the listener accepts: requests are served meanwhile.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let service = &self.state.service;
+        let flusher = (self.routes == Routes::Api).then(|| {
+            Flusher::start(
+                service.read_counts().clone(),
+                service.store.clone(),
+                self.read_counts_flush_interval,
+            )
+        });
+        let warming = self
+            .state
+            .warm_on_start
+            .clone()
+            .map(|progress| AbortOnDrop(warm_on_start::start(service.clone(), progress)));
         let app = match self.routes {
             Routes::Api => routes::router(self.state),
             Routes::Probes => routes::probes(self.state),
         };
         let served = http_server::serve(self.listener, app, &self.http, shutdown).await;
+        // A warming still running has nobody left to serve.
+        drop(warming);
+        if let Some(flusher) = flusher {
+            flusher.stop().await;
+        }
         if let Some(gateway) = self.gateway {
             stop_gateway(gateway).await;
         }
         served
+    }
+}
+
+/// A background task that ends with its handle: also when the future
+/// holding it is dropped (an instance aborted rather than shut down).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

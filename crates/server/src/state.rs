@@ -12,6 +12,7 @@ use crate::auth::failures::AuthFailures;
 use crate::rate_limit::RateLimiter;
 use crate::service::Spywatcher;
 use crate::service::realtime::Realtime;
+use crate::service::warm_on_start::WarmProgress;
 
 /// Cloned for every request (by each middleware and handler): one shared
 /// pointer, so a clone is one atomic increment, not one per field.
@@ -34,6 +35,8 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub service: Spywatcher,
+    /// Warming on start's progress, when `CACHE_WARM_ON_START` is set.
+    pub warm_on_start: Option<Arc<WarmProgress>>,
     /// The gateway ingester's state, when it runs in this process.
     pub gateway: Option<GatewayHealth>,
     /// The guild feeds of the WebSocket connections.

@@ -7,11 +7,13 @@
 
 mod journal;
 mod postgres;
+mod read_counts;
 pub(crate) mod rollups;
 pub(crate) mod row;
 mod sqlite;
 
 pub use journal::JournalEntry;
+pub use read_counts::{READ_COUNT_PERIOD_MS, read_count_hour};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,8 +116,7 @@ impl EventStore {
             Backend::Postgres(pool) => postgres::migrate(pool).await?,
             Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
         }
-        if !self.covering_index_exists().await? {
-            self.create_covering_index().await?;
+        if self.ensure_covering_index().await? {
             self.rebuild_rollups().await?;
         }
         Ok(())
@@ -179,49 +180,55 @@ impl EventStore {
     /// ([`analyze`](Self::analyze)).
     pub async fn finish_bulk_load(&self) -> Result<(), StoreError> {
         let deferred = self.rollups_deferred.swap(false, Ordering::AcqRel);
-        let index_missing = !self.covering_index_exists().await?;
-        if index_missing {
-            self.create_covering_index().await?;
-        }
-        if deferred || index_missing {
+        let index_was_missing = self.ensure_covering_index().await?;
+        if deferred || index_was_missing {
             self.rebuild_rollups().await?;
         }
         self.analyze().await
     }
 
-    async fn covering_index_exists(&self) -> Result<bool, StoreError> {
-        Ok(match &self.backend {
+    /// Builds the covering index if it is missing; returns whether it did
+    /// (then the rollups may be missing rows too). The check and the
+    /// build run on one connection: a SQLite connection's schema is only as
+    /// recent as its last statement, and `CREATE INDEX` prepared on an idle
+    /// connection that has not seen the bulk load's `DROP INDEX` fails with
+    /// "index ... already exists" (the check, on another connection, having
+    /// rightly found none). The check refreshes the schema of the
+    /// connection it runs on.
+    async fn ensure_covering_index(&self) -> Result<bool, StoreError> {
+        let built = match &self.backend {
             Backend::Postgres(pool) => {
-                sqlx::query_scalar(
+                let mut conn = pool.acquire().await?;
+                let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
                  AND indexname = 'events_guild_kind_time')",
                 )
-                .fetch_one(pool)
-                .await?
+                .fetch_one(&mut *conn)
+                .await?;
+                if !exists {
+                    sqlx::query(postgres::COVERING_INDEX)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                !exists
             }
             Backend::Sqlite(pool) => {
-                sqlx::query_scalar(
+                let mut conn = pool.acquire().await?;
+                let exists: bool = sqlx::query_scalar(
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' \
                  AND name = 'events_guild_kind_time')",
                 )
-                .fetch_one(pool)
-                .await?
+                .fetch_one(&mut *conn)
+                .await?;
+                if !exists {
+                    sqlx::query(sqlite::COVERING_INDEX)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                !exists
             }
-        })
-    }
-
-    async fn create_covering_index(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Postgres(pool) => sqlx::query(postgres::COVERING_INDEX)
-                .execute(pool)
-                .await
-                .map(drop)?,
-            Backend::Sqlite(pool) => sqlx::query(sqlite::COVERING_INDEX)
-                .execute(pool)
-                .await
-                .map(drop)?,
-        }
-        Ok(())
+        };
+        Ok(built)
     }
 
     /// The covering index's definition as the database holds it, if any

@@ -56,6 +56,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if let Some(gateway) = &state.gateway {
         body["gateway"] = gateway_body(&gateway.status());
     }
+    // Reported, not a reason to be unready: requests are served meanwhile.
+    if let Some(warming) = &state.warm_on_start {
+        let progress = warming.snapshot();
+        body["warmOnStart"] = json!({
+            "status": progress.status.as_str(),
+            "guildsAsked": warming.wanted,
+            "guilds": progress.guilds,
+            "warmed": progress.warmed,
+            "failed": progress.failed,
+        });
+    }
     (code, Json(body))
 }
 

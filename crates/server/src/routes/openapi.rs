@@ -134,7 +134,7 @@ fn build() -> Value {
             "/": { "get": { "summary": "The dashboard (HTML): the cache and a guild's analytics, live", "responses": { "200": { "description": "text/html" } } } },
             "/docs": { "get": { "summary": "This document, rendered (HTML)", "responses": { "200": { "description": "text/html" } } } },
             "/health/live": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
-            "/health/ready": { "get": { "summary": "Readiness: database and cache state; with DISCORD_TOKEN, the gateway's (gateway.status: connecting, ready, resuming or disconnected; lastError, shard, buffered, eventsRead, eventsStored, reconnects)",
+            "/health/ready": { "get": { "summary": "Readiness: database and cache state; with DISCORD_TOKEN, the gateway's (gateway.status: connecting, ready, resuming or disconnected; lastError, shard, buffered, eventsRead, eventsStored, reconnects); with CACHE_WARM_ON_START, warming's progress (warmOnStart.status: ranking, running or done; guildsAsked, guilds, warmed, failed)",
                 "responses": { "200": { "description": "Ready or degraded" }, "503": { "description": "Database unavailable" } } } },
             "/ws": { "get": {
                 "summary": "WebSocket: subscribe to guilds, receive their invalidations and fresh analytics",

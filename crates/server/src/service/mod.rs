@@ -6,7 +6,9 @@ pub mod gateway;
 pub mod insights;
 pub mod journal;
 pub mod keys;
+pub mod read_counts;
 pub mod realtime;
+pub mod warm_on_start;
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -29,6 +31,8 @@ pub struct Spywatcher {
     policy: Arc<CachePolicy>,
     requests: Arc<RequestCounters>,
     queries: Arc<QueryCounters>,
+    /// Reads per guild, for warming the busiest at the next start.
+    reads: Arc<read_counts::ReadCounts>,
 }
 
 /// How the analytics are cached.
@@ -51,7 +55,13 @@ impl Spywatcher {
             policy: Arc::new(policy),
             requests: Arc::new(RequestCounters::new()),
             queries: Arc::new(QueryCounters::new()),
+            reads: Arc::new(read_counts::ReadCounts::new()),
         }
+    }
+
+    /// The reads counted per guild since the last flush.
+    pub fn read_counts(&self) -> &Arc<read_counts::ReadCounts> {
+        &self.reads
     }
 
     fn ttl(&self, kind: AnalyticsKind) -> Duration {
@@ -71,12 +81,16 @@ impl Spywatcher {
     ///
     /// With a grace for `kind`, a value an event made stale may be served
     /// within the grace ([`Origin::Stale`]) while it is refreshed.
+    ///
+    /// Counts a read of `guild`, whatever the origin: warming on start
+    /// ranks guilds by these counts.
     pub async fn analytics(
         &self,
         kind: AnalyticsKind,
         guild: &GuildId,
         since: Option<Since>,
     ) -> Result<(CachedJson, Origin), StoreError> {
+        self.reads.count(guild);
         self.analytics_within(kind, guild, since, self.grace(kind))
             .await
     }
@@ -204,10 +218,13 @@ impl Spywatcher {
         Ok(stored)
     }
 
-    /// Computes and caches all six analytics of a guild.
+    /// Computes and caches all six analytics of a guild. Not counted as
+    /// reads: a guild warmed at start would otherwise stay among the
+    /// busiest for good.
     pub async fn warm(&self, guild: &GuildId) -> Result<usize, StoreError> {
         for &kind in AnalyticsKind::ALL {
-            self.analytics(kind, guild, None).await?;
+            self.analytics_within(kind, guild, None, self.grace(kind))
+                .await?;
         }
         Ok(AnalyticsKind::ALL.len())
     }

@@ -124,6 +124,12 @@ impl TestEnv {
         let app = Application::build(&settings)
             .await
             .expect("application builds");
+        self.run(app)
+    }
+
+    /// Serves a built application (a test may arm the cache's pause
+    /// points between the build and the run).
+    pub fn run(&self, app: Application) -> TestApp {
         let port = app.port();
         let store = app.state().service.store.clone();
         let cache = app.state().service.cache.clone();
@@ -359,4 +365,21 @@ pub async fn metric(app: &TestApp, name: &str) -> f64 {
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits until warming on start is done (`/health/ready`'s `warmOnStart`)
+/// and returns what it reports.
+pub async fn warmed_on_start(app: &TestApp) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let progress = json(app.get("/health/ready", None).await).await["warmOnStart"].clone();
+        if progress["status"] == "done" {
+            return progress;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warming on start not done: {progress}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

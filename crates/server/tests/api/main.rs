@@ -21,4 +21,5 @@ mod invalidation;
 mod limits;
 mod multi_instance;
 mod outage;
+mod warm_on_start;
 mod ws;
