@@ -75,8 +75,17 @@ pub fn render_insights(insights: &AnalyticsInsights) -> String {
                 t.reads.to_string(),
                 format!("{:.2} %", t.hit_rate),
                 t.stale.to_string(),
-                format!("{} s", t.ttl_seconds),
-                format!("{} s", t.grace_seconds),
+                // Known from the first load on.
+                if t.loads == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{} s", t.ttl_seconds)
+                },
+                if t.grace_seconds == 0.0 {
+                    "none".to_string()
+                } else {
+                    format!("{} s", t.grace_seconds)
+                },
                 ms(t.lifetime.p50_ms),
                 format!("{}/{}", t.ended.invalidated, t.ended.expired),
                 format!("{:.2} %", t.expired_unread_percent),

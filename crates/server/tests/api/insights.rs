@@ -131,20 +131,8 @@ async fn a_known_workload_shows_in_the_insights_with_its_suggestions() {
         ] {
             assert!(metrics.contains(line), "{line} in /metrics");
         }
-        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_spywatcher"))
-            .args([
-                "cache",
-                "insights",
-                "--server",
-                &app.address,
-                "--token",
-                ADMIN,
-            ])
-            .output()
-            .await
-            .expect("spywatcher cache insights runs");
-        let printed = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{printed}");
+        let printed = insights_command(&app).await;
+        eprintln!("{printed}");
         assert!(printed.contains("type     reads"), "{printed}");
         assert!(printed.contains("apply: CACHE_GRACE_GHOSTS=5"), "{printed}");
         assert!(
@@ -172,6 +160,16 @@ async fn a_fresh_instance_suggests_nothing_and_says_so() {
         403,
         "insights are the admin's"
     );
+    let printed = insights_command(&app).await;
+    assert!(
+        printed.contains("No suggestion: the settings fit"),
+        "{printed}"
+    );
+    app.stop().await;
+}
+
+/// What `spywatcher cache insights` prints about `app`'s cache (it must succeed).
+async fn insights_command(app: &TestApp) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_spywatcher"))
         .args([
             "cache",
@@ -183,11 +181,8 @@ async fn a_fresh_instance_suggests_nothing_and_says_so() {
         ])
         .output()
         .await
-        .unwrap();
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        printed.contains("No suggestion: the settings fit"),
-        "{printed}"
-    );
-    app.stop().await;
+        .expect("spywatcher cache insights runs");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{printed}");
+    printed
 }
