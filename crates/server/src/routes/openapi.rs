@@ -112,7 +112,7 @@ fn build() -> Value {
                     }
                 }
             },
-            "/api/admin/monitoring/cache/stats": { "get": admin("Cache statistics: {stats, status, journalBacklog, timestamp} (journalBacklog: invalidations the database journal holds that Redis has not taken yet)", json!({})) },
+            "/api/admin/monitoring/cache/stats": { "get": admin("Cache statistics: {stats, insights, status, journalBacklog, timestamp} (journalBacklog: invalidations the database journal holds that Redis has not taken yet; insights: per analytics type reads, hit rate, entry lifetimes, entries expired unread, miss cost, bytes per entry, stale serves, what a grace would serve; busiestGuilds; suggestions with reason, figures and the variable that applies them)", json!({})) },
             "/api/admin/monitoring/cache/clear": { "delete": admin("Delete every entry under the cache prefix: {message, deleted, timestamp}", json!({})) },
             "/api/admin/monitoring/cache/invalidate/{tag}": { "delete": admin("Invalidate a tag: {tag, invalidated, timestamp}", json!({
                 "parameters": [{ "name": "tag", "in": "path", "required": true,
