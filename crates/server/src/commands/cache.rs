@@ -130,6 +130,7 @@ pub fn render_insights(insights: &AnalyticsInsights) -> String {
         &["busiest guild", "reads", "hit rate", "misses", "stale"],
         &guilds,
     ));
+    out.push_str("(busiest guilds: hits sampled one in 16, misses and stale serves exact)\n");
     out.push('\n');
     if insights.suggestions.is_empty() {
         out.push_str("No suggestion: the settings fit the workload measured so far.\n");

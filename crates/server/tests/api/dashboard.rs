@@ -178,7 +178,8 @@ async fn dashboard_on(backend: Backend) {
             "the insights table",
             "const rows = [...document.querySelectorAll('#insights tbody tr')]; \
              return rows.length === 6 && rows.some(r => Number(r.children[1].textContent.replace(/,/g, '')) > 0) \
-             && document.querySelector('#suggestions li') !== null;",
+             && document.querySelector('#suggestions li') !== null \
+             && document.querySelectorAll('#busiest tbody tr').length > 0;",
             WAIT,
         )
         .await

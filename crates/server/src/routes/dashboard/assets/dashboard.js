@@ -187,6 +187,11 @@ function renderInsights(insights) {
     ? insights.suggestions.map((s) => el('li', { 'data-type': s.type }, el('span', {}, s.reason), ' ', el('code', {}, s.apply)))
     : [el('li', { class: 'none' }, 'No suggestion: the settings fit the workload measured so far.')];
   $('suggestions').replaceChildren(...items);
+  const guilds = insights.busiestGuilds.map((g) =>
+    el('tr', {}, el('td', {}, g.guildId), el('td', {}, format(g.reads)), el('td', {}, `${g.hitRate.toFixed(2)} %`),
+      el('td', {}, format(g.misses)), el('td', {}, format(g.stale))),
+  );
+  $('busiest').tBodies[0].replaceChildren(...guilds);
 }
 
 // One point per poll: the share of this interval's reads served fresh, or
