@@ -100,11 +100,10 @@ impl Counters {
 
     fn group(&self, key: &str) -> &Hits {
         let last = self.groups.len() - 1;
-        let index = self.groups[..last]
+        let prefixes = self.groups[..last]
             .iter()
-            .position(|(prefix, _)| key.starts_with(prefix.as_str()))
-            .unwrap_or(last);
-        &self.groups[index].1
+            .map(|(prefix, _)| prefix.as_str());
+        &self.groups[group_index(prefixes, key)].1
     }
 
     /// Each group's reads, named as `byType` names them.
@@ -214,6 +213,19 @@ pub(crate) struct ServerFigures {
     pub evicted_keys: u64,
     pub key_count: u64,
     pub masters: Vec<MasterStats>,
+}
+
+/// The group of `key`: the index of the first of `prefixes` it starts
+/// with, else the number of prefixes ("other").
+pub(crate) fn group_index<'a>(
+    prefixes: impl ExactSizeIterator<Item = &'a str>,
+    key: &str,
+) -> usize {
+    let other = prefixes.len();
+    prefixes
+        .into_iter()
+        .position(|prefix| key.starts_with(prefix))
+        .unwrap_or(other)
 }
 
 /// A percentage with two decimals; 0 before any lookup. `others`: the

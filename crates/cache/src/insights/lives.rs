@@ -251,11 +251,13 @@ impl Table {
             born: life.born,
             cause,
         };
-        if self.graves.len() >= self.lives.len().max(1) * 2 + 1024 {
+        // Graves are bounded by the lives they outnumber at most twice.
+        let bound = self.lives.len().max(1) * 2 + 1024;
+        if self.graves.len() >= bound {
             self.graves
                 .retain(|_, g| now.duration_since(g.born) < GRAVE_HORIZON);
         }
-        if self.graves.len() < self.lives.len().max(1) * 2 + 1024 {
+        if self.graves.len() < bound {
             self.graves.insert(Arc::from(key), grave);
         }
     }

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use suggest::{Setting, Suggestion};
 
 use crate::journal::PendingInvalidation;
-use crate::stats::{GroupCounts, percent};
+use crate::stats::{GroupCounts, group_index, percent};
 use histogram::Histogram;
 use lives::{Cause, Ended, Lives, ReadMark};
 
@@ -119,7 +119,7 @@ impl Insights {
 
     /// The group of `key`: the first prefix it starts with, else "other".
     pub fn group(&self, key: &str) -> usize {
-        group_of(&self.prefixes, key)
+        group_index(self.prefixes.iter().map(String::as_str), key)
     }
 
     /// A load of `key` took `elapsed` and produced `bytes` bytes.
@@ -187,33 +187,34 @@ impl Insights {
         if subject.is_empty() {
             return;
         }
+        let bump = |counts: &mut SubjectCounts| match read {
+            Read::Hit => counts.hits += weight,
+            Read::Miss => counts.misses += weight,
+            Read::Stale => counts.stale += weight,
+        };
         let mut subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
-        if !subjects.contains_key(subject) && subjects.len() >= SUBJECTS_TRACKED {
+        // The common case: a subject already tracked, no allocation.
+        if let Some(counts) = subjects.get_mut(subject) {
+            bump(counts);
+            return;
+        }
+        let mut counts = SubjectCounts::default();
+        if subjects.len() >= SUBJECTS_TRACKED {
             // Space-saving: the least read subject makes room, and the
             // newcomer inherits its count as a possible overestimate.
-            let Some((least, counts)) = subjects
+            let Some((least, inherited)) = subjects
                 .iter()
                 .min_by_key(|(_, c)| c.reads())
-                .map(|(k, c)| (k.clone(), *c))
+                .map(|(k, c)| (k.clone(), c.reads()))
             else {
                 return;
             };
             subjects.remove(&least);
-            subjects.insert(
-                subject.to_string(),
-                SubjectCounts {
-                    hits: counts.reads(),
-                    error: counts.reads(),
-                    ..SubjectCounts::default()
-                },
-            );
+            counts.hits = inherited;
+            counts.error = inherited;
         }
-        let counts = subjects.entry(subject.to_string()).or_default();
-        match read {
-            Read::Hit => counts.hits += weight,
-            Read::Miss => counts.misses += weight,
-            Read::Stale => counts.stale += weight,
-        }
+        bump(&mut counts);
+        subjects.insert(subject.to_string(), counts);
     }
 
     /// An invalidation applied in this process (its own, or another's).
@@ -348,13 +349,6 @@ impl Insights {
         list.truncate(SUBJECTS_REPORTED);
         list
     }
-}
-
-pub(crate) fn group_of(prefixes: &[String], key: &str) -> usize {
-    prefixes
-        .iter()
-        .position(|prefix| key.starts_with(prefix.as_str()))
-        .unwrap_or(prefixes.len())
 }
 
 /// True once every [`SAMPLE`] calls on this thread.
